@@ -1,0 +1,67 @@
+# opsguard.anqicms — the two commands a newcomer needs:
+#   make demo   the main job on the built-in test fleet
+#   make test   every test layer, in order, failing fast
+# Both prepare what they need by themselves (hacking/setup.sh) and skip what is already there.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+ROOT := $(CURDIR)
+VENV ?= $(ROOT)/.venv
+PYTHON_VERSION ?= 3.11
+export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.collections
+export PATH := $(VENV)/bin:$(PATH)
+ANSIBLE_TEST := $(ROOT)/hacking/ansible-test.sh
+LAYER = @$(ROOT)/hacking/layer.sh
+export OPSGUARD_LAYER_LOG := $(ROOT)/.build/layers.log
+
+.PHONY: help setup test sanity lint units integration scenarios standin demo demo-down build docs-check clean
+
+help:
+	@echo "make demo       run the main job on the built-in test fleet (root)"
+	@echo "make demo-down  tear the demo fleet down"
+	@echo "make test       sanity -> lint -> units -> integration -> scenarios"
+	@echo "make setup      only prepare .venv, Debian packages and the collection link"
+	@echo "make build      build the collection tarball"
+
+setup:
+	@$(ROOT)/hacking/setup.sh
+
+test: setup
+	@mkdir -p .build && : > $(OPSGUARD_LAYER_LOG)
+	$(LAYER) sanity      $(MAKE) --no-print-directory sanity
+	$(LAYER) lint        $(MAKE) --no-print-directory lint
+	$(LAYER) units       $(MAKE) --no-print-directory units
+	$(LAYER) integration $(MAKE) --no-print-directory integration
+	$(LAYER) scenarios   $(MAKE) --no-print-directory scenarios
+	@$(ROOT)/hacking/layer.sh --summary
+
+sanity:
+	$(ANSIBLE_TEST) sanity --venv --python $(PYTHON_VERSION) --color no
+	$(VENV)/bin/antsibull-changelog lint
+
+lint:
+	$(VENV)/bin/ansible-lint --profile production --offline --nocolor
+
+units:
+	$(ANSIBLE_TEST) units --venv --python $(PYTHON_VERSION) --color no
+
+integration:
+	$(ANSIBLE_TEST) integration --local --python $(PYTHON_VERSION) --color no
+
+scenarios: standin
+	$(VENV)/bin/python -m pytest -p no:cacheprovider tests/standin tests/lab tests/scenarios
+
+standin:
+	@tests/standin/build.sh
+
+build: setup
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path .build/dist
+
+demo: setup standin
+	@hacking/demo.sh
+
+demo-down: setup
+	@hacking/demo.sh --down
+
+clean:
+	rm -rf .build tests/output reports

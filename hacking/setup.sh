@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Prepare everything `make test` and `make demo` need, skipping whatever is already in place:
+#   1. Debian packages (only when run as root; see hacking/apt-packages.txt),
+#   2. the control-node virtualenv .venv from the pinned requirement files,
+#   3. the collection made importable as .collections/ansible_collections/opsguard/anqicms (a symlink).
+# A second run only compares hashes and exits within a second or two.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-$ROOT/.venv}
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# 1. Debian packages --------------------------------------------------------
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    mapfile -t wanted < <(grep -Ev '^\s*(#|$)' hacking/apt-packages.txt)
+    missing=()
+    for p in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing Debian packages: ${missing[*]}"
+        # Packages are installed for the test hosts, not for this machine: never start
+        # their services here (a MariaDB writing to /var/lib/mysql under the hosts'
+        # overlays would corrupt them).
+        policy_created=0
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+            chmod 755 /usr/sbin/policy-rc.d
+            policy_created=1
+        fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        [ "$policy_created" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    else
+        log "Debian packages: all ${#wanted[@]} present"
+    fi
+else
+    log "not root: skipping Debian packages (see hacking/apt-packages.txt)"
+fi
+
+# 2. virtualenv -------------------------------------------------------------
+req_hash=$(cat requirements.txt tests/requirements.txt tests/constraints.txt | sha256sum | cut -c1-16)
+stamp="$VENV/.opsguard-$req_hash"
+if [ ! -e "$stamp" ]; then
+    log "creating $VENV from requirements.txt + tests/requirements.txt (constraints: tests/constraints.txt)"
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -c tests/constraints.txt -r requirements.txt -r tests/requirements.txt
+    rm -f "$VENV"/.opsguard-*
+    touch "$stamp"
+else
+    log "virtualenv: up to date ($VENV)"
+fi
+
+# 3. the collection, importable ---------------------------------------------
+link=.collections/ansible_collections/opsguard/anqicms
+if [ "$(readlink "$link" 2>/dev/null)" != "../../.." ]; then
+    mkdir -p "$(dirname "$link")"
+    ln -sfn ../../.. "$link"
+    log "collection linked at $link"
+fi
