@@ -1,0 +1,406 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to opsguard.anqicms
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: memory_facts
+short_description: Memory verdict of a host that knows its real limit and who is to blame
+version_added: 0.1.0
+description:
+  - Reads C(/proc/meminfo), the memory cgroup (v1 or v2) of the host or container, pressure stall information,
+    OOM counters and kernel OOM messages, and the memory of every process grouped by service
+    (AnQiCMS instances one per install directory, MariaDB/MySQL, Redis, Memcached, nginx, PHP-FPM, other).
+  - The verdict uses the B(effective) limit, the tightest of the machine's RAM and the memory limits of the cgroup
+    this module runs in and its ancestors. Inside a container or a memory-limited host C(/proc/meminfo) shows the
+    whole machine; the cgroup limit is what the kernel enforces.
+  - A service with its own cgroup limit (a systemd unit with C(MemoryMax=), a nested container) is judged against
+    that limit too, so an instance at 95 % of its own limit is reported on a host with plenty of free RAM.
+  - With O(sample_seconds) above 0 the module samples the services' RSS several times and reports growth per
+    minute and C(leak_suspected).
+  - Read-only. Returns the facts as C(ansible_facts.opsguard_memory) and the same keys at the top level of the result.
+  - The module's own process is not counted in RV(services) and RV(top).
+  - Thresholds and their justification are documented in C(docs/modules/memory_facts.md) of the collection.
+author:
+  - opsguard contributors (@opsguard)
+requirements:
+  - psutil (on the managed host)
+  - Linux with /proc; cgroup v1 or v2 for container-aware limits; PSI (kernel 4.20+) for pressure
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: The module never changes anything; check mode gathers the same facts.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  idempotent:
+    description: When run twice in a row, the second run reports no change.
+    support: full
+    details: Read-only; it never reports a change.
+  facts:
+    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: linux
+options:
+  available_warning:
+    description: Verdict C(warning) when less than this percentage of the effective limit is available.
+    type: float
+    default: 25.0
+  available_critical:
+    description:
+      - Verdict C(critical) when less than this percentage of the effective limit is available. Must be below O(available_warning).
+      - The default fires before earlyoom (10 %) and systemd-oomd act, leaving time for a graceful stop.
+    type: float
+    default: 15.0
+  service_limit_warning:
+    description: Verdict C(warning) when a service uses at least this percentage of its own cgroup limit (working set).
+    type: float
+    default: 85.0
+  service_limit_critical:
+    description: Verdict C(critical) when a service uses at least this percentage of its own cgroup limit. Must be above O(service_limit_warning).
+    type: float
+    default: 95.0
+  psi_warning:
+    description:
+      - Verdict C(warning) when memory PSI C(full avg10) is at least this percentage.
+      - Used only when the pressure belongs to the same scope as the limit (cgroup v2 C(memory.pressure), or
+        C(/proc/pressure/memory) when the limit is the machine's RAM).
+    type: float
+    default: 10.0
+  psi_critical:
+    description: Verdict C(critical) when memory PSI C(full avg10) is at least this percentage. Must be above O(psi_warning).
+    type: float
+    default: 40.0
+  swap_warning:
+    description: Verdict C(warning) when at least this percentage of swap (of the cgroup, or of the machine) is used.
+    type: float
+    default: 80.0
+  swap_critical:
+    description: Verdict C(critical) when at least this percentage of swap is used. Must be above O(swap_warning).
+    type: float
+    default: 95.0
+  oom_window:
+    description: Kernel OOM kills younger than this many seconds make the verdict at least C(warning).
+    type: int
+    default: 900
+  sample_seconds:
+    description:
+      - Observe the services for this many seconds (O(samples) samples) and report growth per service.
+      - C(0) takes a single snapshot and returns RV(trend) as null.
+    type: float
+    default: 0
+  samples:
+    description: Number of samples taken over O(sample_seconds), between 3 and 60 when sampling.
+    type: int
+    default: 4
+  leak_mib_per_minute:
+    description:
+      - A service is C(leak_suspected) when it grows at least this many MiB per minute (least squares over all samples)
+        and at least 2 MiB in total, grows in at least half of the intervals and never shrinks by more than 1 % between
+        two samples.
+    type: float
+    default: 4.0
+  top:
+    description: Number of largest processes returned in RV(top).
+    type: int
+    default: 10
+  detailed:
+    description:
+      - Read C(/proc/PID/smaps_rollup) for USS, PSS and swap of the processes of named services (not C(other))
+        and of the O(top) processes. Other processes report null there.
+      - Turn off to save time on hosts with thousands of processes.
+    type: bool
+    default: true
+  kernel_messages:
+    description: Read C(/dev/kmsg) for the victims of recent OOM kills (only when the kernel counted a kill since boot).
+    type: bool
+    default: true
+  cgroup:
+    description:
+      - Judge this cgroup (a path relative to the memory hierarchy's mount, for example C(/system.slice/anqicms.service))
+        and its ancestors instead of the cgroup this module runs in.
+      - Only the processes in this cgroup and below it are listed in RV(services) and RV(top).
+    type: str
+  matchers:
+    description:
+      - Service matchers tried before the defaults, first match wins. A process matches when any given criterion matches.
+      - Children of a matched process belong to its service.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Service name in the result.
+        type: str
+        required: true
+      kind:
+        description: Kind of service.
+        type: str
+        choices: [anqicms, database, redis, memcached, nginx, php-fpm, other]
+        default: other
+      exe:
+        description: Shell-style patterns for the resolved executable path.
+        type: list
+        elements: str
+      process_name:
+        description: Shell-style patterns for the process name.
+        type: list
+        elements: str
+      unit:
+        description: Shell-style patterns for the systemd unit (from the process's cgroup).
+        type: list
+        elements: str
+      cmdline:
+        description: Python regular expression searched in the command line.
+        type: str
+      per_executable:
+        description: One service per resolved executable (per install directory). Defaults to true for kind C(anqicms).
+        type: bool
+  default_matchers:
+    description: Append the built-in matchers (anqicms, MariaDB/MySQL, Redis, Memcached, nginx, PHP-FPM) after O(matchers).
+    type: bool
+    default: true
+seealso:
+  - module: ansible.builtin.setup
+    description: Host facts; its memory facts have no MemAvailable, cgroup limit, PSI or per-process view.
+  - name: Linux PSI documentation
+    description: Pressure stall information.
+    link: https://docs.kernel.org/accounting/psi.html
+  - name: cgroup v2 memory controller
+    description: memory.max, memory.high, memory.events.
+    link: https://docs.kernel.org/admin-guide/cgroup-v2.html#memory
+'''
+
+EXAMPLES = r'''
+- name: Gather the memory verdict
+  opsguard.anqicms.memory_facts:
+
+- name: Fail when the host is in trouble and name the culprit
+  ansible.builtin.assert:
+    that: ansible_facts.opsguard_memory.verdict != 'critical'
+    fail_msg: "{{ ansible_facts.opsguard_memory.reasons | join(' ') }} Culprit: {{ ansible_facts.opsguard_memory.culprit.name | default('none') }}"
+
+- name: Watch for a leak over 30 seconds
+  opsguard.anqicms.memory_facts:
+    sample_seconds: 30
+    samples: 6
+  register: mem
+
+- name: A custom matcher for a supervisor-run instance
+  opsguard.anqicms.memory_facts:
+    matchers:
+      - name: shop
+        kind: anqicms
+        exe: ['/srv/shop/anqicms']
+    available_warning: 30
+    available_critical: 20
+'''
+
+RETURN = r'''
+ansible_facts:
+  description: Facts to add to the host.
+  returned: success
+  type: dict
+  contains:
+    opsguard_memory:
+      description: The same keys as the result, documented below.
+      type: dict
+system:
+  description: Machine memory from /proc/meminfo in bytes (C(cached) includes SReclaimable, C(used) is total minus available).
+  returned: success
+  type: dict
+  contains:
+    total: {description: "MemTotal.", type: int}
+    available: {description: "MemAvailable.", type: int}
+    used: {description: "total - available.", type: int}
+    free: {description: "MemFree.", type: int}
+    buffers: {description: "Buffers.", type: int}
+    cached: {description: "Cached + SReclaimable.", type: int}
+    shared: {description: "Shmem.", type: int}
+    swap_total: {description: "SwapTotal.", type: int}
+    swap_used: {description: "SwapTotal - SwapFree.", type: int}
+    swap_free: {description: "SwapFree.", type: int}
+    percent: {description: "Used share of total in percent.", type: float}
+limit:
+  description: The effective limit and its usage.
+  returned: success
+  type: dict
+  contains:
+    bytes: {description: "Effective limit in bytes.", type: int}
+    source: {description: "C(meminfo), C(cgroup v1) or C(cgroup v2).", type: str}
+    cgroup_path: {description: "The cgroup that sets the limit (relative to the hierarchy's mount) or null.", type: str}
+    usage_bytes: {description: "Usage of that cgroup (page cache included), or used RAM.", type: int}
+    working_set_bytes: {description: "Usage minus inactive file cache.", type: int}
+    available_bytes: {description: "Limit minus working set (never above MemAvailable).", type: int}
+    available_percent: {description: "available_bytes in percent of the limit.", type: float}
+    high_bytes: {description: "Tightest cgroup v2 memory.high on the path, or null.", type: int}
+    max_bytes: {description: "The hard limit, or null when the limit is the machine's RAM.", type: int}
+    swap_bytes: {description: "Swap used by the cgroup, or null.", type: int}
+    swap_max_bytes: {description: "Swap limit of the cgroup, or null.", type: int}
+    events: {description: "OOM counters: v2 memory.events, v1 memory.oom_control and failcnt.", type: dict}
+  sample: {bytes: 536870912, source: cgroup v1, cgroup_path: /, available_bytes: 31457280, available_percent: 5.9}
+cgroup:
+  description: The memory hierarchy (C(version), C(mount), C(self_path), C(scope_path), C(limited)) or null without one.
+  returned: success
+  type: dict
+pressure:
+  description:
+    - "PSI: C(some) and C(full), each with C(avg10), C(avg60), C(avg300) (percent) and C(total_usec); C(scope) is
+      C(cgroup) or C(host); C(source) the file read. Null when the kernel has none (see RV(pressure_note))."
+  returned: success
+  type: dict
+pressure_note:
+  description: Where the pressure comes from, whether it is used for the verdict, or why there is none.
+  returned: success
+  type: str
+oom:
+  description:
+    - C(host_oom_kills) (/proc/vmstat oom_kill, machine-wide), C(cgroup_oom_kills) and C(cgroup_events) of the limiting
+      cgroup, C(messages) (last kernel OOM kills with C(victim), C(pid), C(time), C(constraint)) and C(recent), those in the O(oom_window).
+  returned: success
+  type: dict
+services:
+  description: Memory per service, largest first.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name: {description: "Service name; AnQiCMS instances are C(anqicms:INSTALL_DIR).", type: str}
+    kind: {description: "anqicms, database, redis, memcached, nginx, php-fpm or other.", type: str}
+    exe: {description: "Resolved executable of the first matched process.", type: str}
+    install_dir: {description: "Directory of the executable for AnQiCMS instances.", type: str}
+    unit: {description: "Most common systemd unit of its processes.", type: str}
+    pids: {description: "Process IDs.", type: list, elements: int}
+    rss_bytes: {description: "Sum of RSS.", type: int}
+    uss_bytes: {description: "Sum of USS (null when unreadable).", type: int}
+    pss_bytes: {description: "Sum of PSS (null when unreadable).", type: int}
+    swap_bytes: {description: "Sum of swapped-out memory (null when unreadable).", type: int}
+    share_of_limit: {description: "RSS in percent of the effective limit.", type: float}
+    cgroup: {description: "The service's own limit (C(path), C(limit_bytes), C(usage_bytes), C(working_set_bytes), C(share) in percent) or null.", type: dict}
+    growth_bytes_per_minute: {description: "With sampling only.", type: int}
+    leak_suspected: {description: "With sampling only.", type: bool}
+top:
+  description: The largest processes (C(pid), C(name), C(exe), C(rss_bytes), C(uss_bytes), C(pss_bytes), C(swap_bytes), C(service)).
+  returned: success
+  type: list
+  elements: dict
+trend:
+  description:
+    - Null without sampling. Otherwise C(samples), C(seconds), C(leak_suspected), C(suspects) and C(services), a list of
+      C(name), C(kind), C(rss_bytes) per sample, C(growth_bytes_per_minute), C(leak_suspected), C(minutes_to_limit).
+  returned: success
+  type: dict
+verdict:
+  description: C(ok), C(warning) or C(critical).
+  returned: success
+  type: str
+  sample: critical
+reasons:
+  description: Plain sentences with the numbers behind the verdict.
+  returned: success
+  type: list
+  elements: str
+culprit:
+  description:
+    - The service to blame (C(name), C(kind), C(exe), C(install_dir), C(unit), C(pids), C(rss_bytes), C(share_of_limit), C(cgroup)).
+    - Null when the verdict is ok.
+  returned: success
+  type: dict
+notes:
+  description: Files that could not be read and other degradations.
+  returned: success
+  type: list
+  elements: str
+process_count:
+  description: Number of user-space processes seen.
+  returned: success
+  type: int
+thresholds:
+  description: The thresholds used.
+  returned: success
+  type: dict
+'''
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    import psutil
+except ImportError:
+    PSUTIL_IMPORT_ERROR: str | None = traceback.format_exc()
+    psutil = None
+else:
+    PSUTIL_IMPORT_ERROR = None
+
+from ansible_collections.opsguard.anqicms.plugins.module_utils import memory
+
+THRESHOLD_OPTIONS = ('available_warning', 'available_critical', 'service_limit_warning', 'service_limit_critical',
+                     'psi_warning', 'psi_critical', 'swap_warning', 'swap_critical', 'leak_mib_per_minute', 'oom_window')
+
+
+def argument_spec() -> dict:
+    spec = {key: {'type': 'float', 'default': value} for key, value in memory.DEFAULT_THRESHOLDS.items()}
+    spec['oom_window'] = {'type': 'int', 'default': 900}
+    spec.update(
+        sample_seconds={'type': 'float', 'default': 0},
+        samples={'type': 'int', 'default': 4},
+        top={'type': 'int', 'default': 10},
+        detailed={'type': 'bool', 'default': True},
+        kernel_messages={'type': 'bool', 'default': True},
+        cgroup={'type': 'str'},
+        default_matchers={'type': 'bool', 'default': True},
+        matchers={'type': 'list', 'elements': 'dict', 'default': [], 'options': {
+            'name': {'type': 'str', 'required': True},
+            'kind': {'type': 'str', 'default': 'other', 'choices': list(memory.KINDS)},
+            'exe': {'type': 'list', 'elements': 'str'},
+            'process_name': {'type': 'list', 'elements': 'str'},
+            'unit': {'type': 'list', 'elements': 'str'},
+            'cmdline': {'type': 'str'},
+            'per_executable': {'type': 'bool'},
+        }},
+    )
+    return spec
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    host = os.uname()[1]
+    params = module.params
+    thresholds = {key: float(params[key]) for key in THRESHOLD_OPTIONS}
+    errors = memory.check_thresholds(thresholds)
+    if params['sample_seconds'] < 0 or params['sample_seconds'] > 3600:
+        errors.append('sample_seconds=%s must be between 0 and 3600.' % params['sample_seconds'])
+    if params['sample_seconds'] > 0 and not 3 <= params['samples'] <= 60:
+        errors.append('samples=%s: use between 3 (fewer cannot tell a trend) and 60 with sample_seconds > 0.' % params['samples'])
+    if params['top'] < 0:
+        errors.append('top=%s must not be negative.' % params['top'])
+    try:
+        matchers = memory.compile_matchers(params['matchers'], params['default_matchers'])
+    except ValueError as exc:
+        errors.append(str(exc))
+        matchers = []
+    if errors:
+        module.fail_json(msg='memory_facts on %s: invalid options: %s' % (host, ' '.join(errors)))
+    if psutil is None:
+        module.fail_json(msg=missing_required_lib('psutil', reason='to list the processes of %s' % host)
+                         + '. On Debian/Ubuntu install python3-psutil.', exception=PSUTIL_IMPORT_ERROR)
+    try:
+        facts = memory.gather(psutil, thresholds, '/', matchers, top=params['top'], detailed=params['detailed'],
+                              sample_seconds=params['sample_seconds'], samples=params['samples'],
+                              cgroup_path=params['cgroup'], kernel_messages=params['kernel_messages'])
+    except ValueError as exc:
+        module.fail_json(msg='memory_facts on %s: %s' % (host, exc))
+    module.exit_json(changed=False, ansible_facts={'opsguard_memory': facts}, **facts)
+
+
+if __name__ == '__main__':
+    main()
