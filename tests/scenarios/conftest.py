@@ -16,7 +16,12 @@ for _sub in ('lab', 'standin'):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-pytest_plugins = ['pytest_plugin']
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the fleet fixtures once per session, however many test directories ask for them."""
+    if not config.pluginmanager.has_plugin('pytest_plugin'):
+        config.pluginmanager.import_plugin('pytest_plugin')
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
