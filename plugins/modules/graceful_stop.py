@@ -1,0 +1,621 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, opsguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: graceful_stop
+short_description: Stop one AnQiCMS instance (or any process) gracefully, with identity checks and escalation
+version_added: 1.0.0
+description:
+  - Identifies one process by O(pid), O(pidfile), O(port), O(systemd_unit) or O(exe), proves its identity
+    (PID, start time and resolved executable) and proves it again before every signal. Signals go through a
+    pidfd where the kernel has one, so a reused PID is never hit.
+  - Optionally waits until the process has no established client connections on its listening ports (O(drain)),
+    saves post-mortem diagnostics (O(diagnostics_dir)), then sends O(signal) to the process and its children,
+    waits up to O(timeout) and sends SIGKILL to what is left when O(escalate) is true.
+  - A stale pidfile, a PID that now belongs to another program, or a description that fits several unrelated
+    processes makes the module fail without signalling anything.
+  - Reports what it freed, whether the listening ports were released, and the watchdogs (cron lines running the
+    instance's C(start.sh), the unit's C(Restart=)) that could start the process again.
+  - AnQiCMS exits at once on SIGTERM and cuts in-flight requests; drain first (stop sending traffic at the proxy,
+    then O(drain=true)) to let them finish.
+author:
+  - opsguard contributors (@opsguard)
+requirements:
+  - Linux with /proc; a kernel with pidfd support (5.3+) is used when present.
+  - Root, or the same user as the target process.
+  - C(systemctl) on the host for O(systemd_unit).
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Identifies the target and reports the plan (what would be signalled, watchdogs); sends nothing, writes nothing.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  idempotent:
+    description: When run twice in a row, the second run reports no change.
+    support: full
+    details: A second run finds the target stopped and reports RV(outcome=already_stopped) without a change.
+  platform:
+    description: Target OS/families that can be operated against.
+    platforms: posix
+    support: partial
+    details: Linux only (reads /proc).
+options:
+  pid:
+    description:
+      - PID of the process to stop. A PID that does not exist means the process is already stopped.
+    type: int
+  pidfile:
+    description:
+      - Path of a file holding the PID on its first line.
+      - Missing, or naming a PID that is not running, means already stopped.
+      - Refused when the live PID started more than 2 seconds after the pidfile was last written (PID reuse),
+        or does not satisfy O(exe), O(name) or O(cmdline_pattern).
+    type: path
+  port:
+    description:
+      - TCP port; the target is the process that holds the listening socket (a parent and the children sharing
+        the socket count as one). Nothing listening means already stopped.
+    type: int
+  systemd_unit:
+    description:
+      - A systemd unit to stop through systemd (C(systemctl stop)), so its restart logic and state stay consistent.
+      - The unit's own C(KillSignal=) applies; O(signal) is not used. Escalation uses C(systemctl kill --signal=SIGKILL).
+      - An inactive or failed unit means already stopped.
+    type: str
+  exe:
+    description:
+      - Absolute path of the executable, compared with the resolved C(/proc/PID/exe).
+      - Alone it is the target (one process tree must match; several unrelated ones are refused).
+      - With O(pid), O(pidfile), O(port) or O(systemd_unit) it is an identity constraint the process must satisfy.
+    type: path
+  name:
+    description:
+      - Identity constraint; the process name (C(comm)) or the basename of its executable must equal it.
+    type: str
+  cmdline_pattern:
+    description:
+      - Identity constraint; a Python regular expression searched in the command line (arguments joined by spaces).
+    type: str
+  signal:
+    description:
+      - The first signal, by name (V(SIGTERM), V(TERM)) or number.
+    type: str
+    default: SIGTERM
+  children:
+    description:
+      - Also signal the descendants of the process (snapshotted with their identities before the first signal).
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Seconds to wait for the process tree to exit after the first signal.
+    type: float
+    default: 30
+  escalate:
+    description:
+      - Send SIGKILL to whatever is still running after O(timeout). When false, a process still running fails the task.
+    type: bool
+    default: true
+  kill_timeout:
+    description:
+      - Seconds to wait for the exit after SIGKILL (a process in uninterruptible sleep may take a while).
+    type: float
+    default: 10
+  drain:
+    description:
+      - Before the first signal, wait until no established client connection remains on the target's listening
+        ports, or O(drain_timeout) passes. New connections must be stopped at the proxy first; this module only waits.
+    type: bool
+    default: false
+  drain_timeout:
+    description:
+      - Longest wait for draining, in seconds. The number of connections left is reported.
+    type: float
+    default: 30
+  drain_ports:
+    description:
+      - Ports to watch while draining. Default is the ports the target listens on (or O(port)).
+    type: list
+    elements: int
+  port_release_timeout:
+    description:
+      - Seconds to wait after the exit for the listening ports to disappear.
+    type: float
+    default: 5
+  diagnostics_dir:
+    description:
+      - Directory (created with mode 0700 when missing) for one JSON file per stop, written before the first signal.
+        It holds memory status and smaps_rollup, threads, file descriptors, connections, command line and limits
+        of the target (never its environment).
+    type: path
+notes:
+  - The module never signals PID 1, itself or one of its ancestors.
+  - Identity rules are documented in docs/modules/graceful_stop.md of the collection.
+seealso:
+  - name: systemd.kill
+    description: KillSignal=, KillMode= and how systemd stops a unit.
+    link: https://www.freedesktop.org/software/systemd/man/systemd.kill.html
+  - module: community.general.pids
+'''
+
+EXAMPLES = r'''
+- name: Stop the instance in /opt/anqicms/site1 (one of several on the host), draining first
+  opsguard.anqicms.graceful_stop:
+    exe: /opt/anqicms/site1/anqicms
+    drain: true
+    drain_timeout: 20
+    timeout: 15
+    diagnostics_dir: /var/log/anqicms-stops
+  register: stop
+
+- name: Keep it stopped - disable the cron lines that would start it again
+  ansible.builtin.lineinfile:
+    path: "{{ item.file }}"
+    regexp: "^{{ item.line | regex_escape }}$"
+    line: "#{{ item.line }}"
+  loop: "{{ stop.watchdogs | selectattr('type', 'equalto', 'cron') }}"
+
+- name: Stop whatever listens on 8001, but only if it is that binary
+  opsguard.anqicms.graceful_stop:
+    port: 8001
+    exe: /opt/anqicms/site1/anqicms
+
+- name: Stop from a pidfile, checking the name
+  opsguard.anqicms.graceful_stop:
+    pidfile: /run/anqicms.pid
+    name: anqicms
+    escalate: false
+
+- name: Stop the database through systemd
+  opsguard.anqicms.graceful_stop:
+    systemd_unit: mariadb.service
+    timeout: 120
+'''
+
+RETURN = r'''
+outcome:
+  description:
+    - V(stopped_gracefully) (exited after the first signal), V(stopped_forced) (SIGKILL was needed),
+      V(already_stopped) (nothing to stop, positively established), V(would_stop) (check mode).
+  returned: success
+  type: str
+  sample: stopped_gracefully
+target:
+  description: How the target was found and proven, in words.
+  returned: always
+  type: str
+  sample: the process running /opt/anqicms/site1/anqicms is PID 4242 (/opt/anqicms/site1/anqicms, started 2026-01-01 10:00:00)
+identity:
+  description: Identity of the target process before the first signal.
+  returned: when a process was found
+  type: dict
+  contains:
+    pid: {description: PID, type: int, returned: always}
+    ppid: {description: Parent PID, type: int, returned: always}
+    start_ticks: {description: Start time in clock ticks since boot, type: int, returned: always}
+    start_time: {description: "Start time, seconds since the epoch", type: float, returned: always}
+    exe: {description: Resolved executable, type: str, returned: always}
+    exe_deleted: {description: The executable was replaced or removed since the start, type: bool, returned: always}
+    name: {description: Process name (comm), type: str, returned: always}
+    cmdline: {description: Command line arguments, type: list, elements: str, returned: always}
+  sample: {pid: 4242, ppid: 1, start_ticks: 123456, start_time: 1767261600.0, exe: /opt/anqicms/site1/anqicms,
+           exe_deleted: false, name: anqicms, cmdline: [./anqicms]}
+pids:
+  description: PIDs of the process tree snapshotted before the first signal (target first).
+  returned: always
+  type: list
+  elements: int
+  sample: [4242, 4250]
+ports:
+  description: TCP ports the target listened on.
+  returned: always
+  type: list
+  elements: int
+  sample: [8001]
+signals:
+  description: Every signal sent, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    pid: {description: PID signalled (the main PID for systemd), type: int, returned: always}
+    signal: {description: Signal name, type: str, returned: always}
+    time: {description: "When, seconds since the epoch", type: float, returned: always}
+    elapsed: {description: Seconds since the first signal, type: float, returned: always}
+    via: {description: "V(pidfd), V(kill) or V(systemd)", type: str, returned: always}
+  sample: [{pid: 4242, signal: SIGTERM, time: 1767261600.5, elapsed: 0.0, via: pidfd}]
+drain:
+  description: Draining report.
+  returned: always
+  type: dict
+  contains:
+    enabled: {description: Draining was asked for, type: bool, returned: always}
+    ports: {description: Ports watched, type: list, elements: int, returned: when enabled}
+    connections_at_start: {description: Established client connections when draining began, type: int, returned: when enabled}
+    connections_left: {description: Established client connections when the first signal was sent, type: int, returned: when enabled}
+    duration: {description: Seconds spent draining, type: float, returned: when enabled}
+    timed_out: {description: O(drain_timeout) passed with connections left, type: bool, returned: when enabled}
+  sample: {enabled: true, ports: [8001], connections_at_start: 2, connections_left: 0, duration: 1.9, timed_out: false}
+stop_duration:
+  description: Seconds from the first signal until the whole tree was gone.
+  returned: always
+  type: float
+  sample: 0.012
+rss_before_bytes:
+  description: Resident memory of the tree before the first signal.
+  returned: always
+  type: int
+  sample: 104857600
+rss_freed_bytes:
+  description: Resident memory of the tree members that exited.
+  returned: always
+  type: int
+  sample: 104857600
+port_released:
+  description: The listening ports had no listener any more after the stop; null when the target listened on none.
+  returned: always
+  type: bool
+  sample: true
+diagnostics_path:
+  description: The JSON diagnostics file written before the first signal (null when not asked for or in check mode).
+  returned: always
+  type: str
+  sample: /var/log/anqicms-stops/graceful-stop-anqicms-4242-20260101T100000Z.json
+watchdogs:
+  description: Things that could start the process again. Cron lines have C(type=cron), C(file), C(line_number),
+    C(line); systemd units have C(type=systemd), C(unit), C(restart).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{type: cron, file: /etc/cron.d/anqicms, line_number: 1, line: "* * * * * root /opt/anqicms/site1/start.sh"}]
+unit:
+  description: State of O(systemd_unit) before the stop (ActiveState, SubState, MainPID, Restart, KillSignal, ...).
+  returned: when systemd_unit is given
+  type: dict
+  sample: {ActiveState: active, MainPID: "812", Restart: on-abort, KillSignal: "15"}
+survivors:
+  description: Identities of the processes still running when the task failed (O(escalate=false), or SIGKILL did not end them).
+  returned: on failure, when processes survived
+  type: list
+  elements: dict
+  sample: [{pid: 4242, ppid: 1, start_ticks: 123456, start_time: 1767261600.0, exe: /opt/anqicms/site1/anqicms, exe_deleted: false,
+            name: anqicms}]
+unit_after:
+  description: State of O(systemd_unit) after the stop (same properties as RV(unit)).
+  returned: when systemd_unit is given and the unit was stopped
+  type: dict
+  sample: {ActiveState: inactive, Result: success, ExecMainCode: "1", ExecMainStatus: "0"}
+plan:
+  description: What the module does (or would do in check mode) in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["drain ports [8001] for up to 30 s", "send SIGTERM to PIDs [4242]", "SIGKILL survivors after 30 s"]
+'''
+
+import os
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from ansible_collections.opsguard.anqicms.plugins.module_utils import process as proc_utils
+    HAS_PROCESS_UTILS = True
+    PROCESS_UTILS_ERROR = None
+except ImportError:  # pragma: no cover - only when the collection is broken
+    HAS_PROCESS_UTILS = False
+    PROCESS_UTILS_ERROR = traceback.format_exc()
+
+ProcessError = proc_utils.ProcessError if HAS_PROCESS_UTILS else Exception
+
+
+def _hostname() -> str:
+    try:
+        return os.uname()[1]
+    except OSError:
+        return 'this host'
+
+
+class Stopper(object):
+    """One run of the module."""
+
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        self.p = module.params
+        self.result = {
+            'changed': False, 'outcome': None, 'target': '', 'identity': None, 'pids': [], 'ports': [], 'signals': [],
+            'drain': {'enabled': bool(self.p['drain'])}, 'stop_duration': 0.0, 'rss_before_bytes': 0,
+            'rss_freed_bytes': 0, 'port_released': None, 'diagnostics_path': None, 'watchdogs': [], 'plan': [],
+        }
+
+    def fail(self, msg: str) -> None:
+        self.module.fail_json(msg='%s: %s' % (_hostname(), msg), **self.result)
+
+    # ------------------------------------------------------------ systemd
+
+    def systemctl(self, *args: str, check: bool = True) -> tuple:
+        cmd = [self.module.get_bin_path('systemctl', required=True)] + list(args)
+        rc, out, err = self.module.run_command(cmd)
+        if check and rc != 0:
+            self.fail('systemctl %s failed (rc=%d): %s' % (' '.join(args), rc, (err or out).strip()))
+        return rc, out, err
+
+    def unit_show(self, unit: str) -> dict:
+        props = 'Id,LoadState,ActiveState,SubState,MainPID,Restart,KillSignal,KillMode,TimeoutStopUSec,ControlGroup,Result,' \
+                'ExecMainCode,ExecMainStatus'
+        dummy_rc, out, dummy_err = self.systemctl('show', '--property=' + props, '--', unit)
+        info = {}
+        for line in out.splitlines():
+            if '=' in line:
+                key, value = line.split('=', 1)
+                info[key] = value
+        return info
+
+    def unit_cgroup_pids(self, cgroup: str) -> list:
+        pids = []
+        if not cgroup:
+            return pids
+        for base in ('/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified', '/sys/fs/cgroup'):
+            path = base + cgroup + '/cgroup.procs'
+            if os.path.isfile(path):
+                try:
+                    with open(path) as f:
+                        pids = [int(x) for x in f.read().split()]
+                except (IOError, OSError, ValueError):
+                    continue
+                if pids:
+                    return pids
+        return pids
+
+    # ------------------------------------------------------------ main flow
+
+    def run(self) -> None:
+        p = self.p
+        try:
+            signum = proc_utils.signal_number(p['signal'])
+            if p['systemd_unit']:
+                identity, members, unit = self.resolve_unit()
+            else:
+                identity, members, unit = self.resolve_process(), None, None
+        except ProcessError as e:
+            self.fail(str(e))
+            return
+        if identity is None:
+            self.result['outcome'] = 'already_stopped'
+            self.module.exit_json(**self.result)
+        ident_dict = identity.as_dict()
+        ident_dict['cmdline'] = proc_utils.read_cmdline(identity.pid)
+        self.result['identity'] = ident_dict
+        if members is None:
+            members = proc_utils.snapshot_tree(identity, p['children'])
+            protected = proc_utils.protected_pids()
+            members = [m for m in members if m.pid not in protected]
+        self.result['pids'] = [m.pid for m in members]
+        inodes = set()
+        for m in members:
+            inodes |= proc_utils.socket_inodes(m.pid)
+        entries = proc_utils.tcp_table(proc_utils.TCP_LISTEN, identity.pid)
+        ports = proc_utils.listening_ports(entries, inodes)
+        if p['port'] is not None and p['port'] not in ports:
+            ports.append(p['port'])
+        self.result['ports'] = ports
+        self.result['rss_before_bytes'] = sum(proc_utils.rss_bytes(m.pid) for m in members)
+        self.result['watchdogs'] = self.watchdogs(identity, unit)
+        drain_ports = p['drain_ports'] or ports
+        plan = []
+        if p['drain']:
+            plan.append('drain: wait up to %s s for no established connections on ports %s' % (p['drain_timeout'], drain_ports))
+        if p['diagnostics_dir']:
+            plan.append('write diagnostics to %s' % p['diagnostics_dir'])
+        if unit is not None:
+            plan.append('systemctl stop %s (KillSignal=%s, KillMode=%s) and wait up to %s s for PIDs %s'
+                        % (unit['Id'], unit.get('KillSignal'), unit.get('KillMode'), p['timeout'], self.result['pids']))
+            if p['escalate']:
+                plan.append('systemctl kill --signal=SIGKILL %s if still running after %s s' % (unit['Id'], p['timeout']))
+        else:
+            kids = ' and its children %s' % self.result['pids'][1:] if len(members) > 1 else ''
+            plan.append('send %s to PID %d%s' % (proc_utils.signal_name(signum), identity.pid, kids))
+            plan.append(('send SIGKILL to survivors after %s s' if p['escalate'] else 'fail if still running after %s s') % p['timeout'])
+        if ports:
+            plan.append('confirm ports %s are released' % ports)
+        self.result['plan'] = plan
+        self.result['changed'] = True
+        if self.module.check_mode:
+            self.result['outcome'] = 'would_stop'
+            self.module.exit_json(**self.result)
+
+        try:
+            self.stop(identity, members, unit, signum, ports, drain_ports)
+        except ProcessError as e:
+            self.fail(str(e))
+
+    def resolve_process(self):
+        p = self.p
+        found = proc_utils.resolve_target(pid=p['pid'], pidfile=p['pidfile'], port=p['port'], exe=p['exe'], name=p['name'],
+                                          cmdline_pattern=p['cmdline_pattern'])
+        self.result['target'] = found['reason']
+        return found['identity']
+
+    def resolve_unit(self) -> tuple:
+        p = self.p
+        unit = self.unit_show(p['systemd_unit'])
+        name = unit.get('Id') or p['systemd_unit']
+        load_state = unit.get('LoadState')
+        if load_state != 'loaded' and not (load_state == 'masked' and unit.get('ActiveState') in ('inactive', 'failed')):
+            raise ProcessError('systemd unit %s cannot be used (LoadState=%s); expected an installed unit name such as '
+                               'mariadb.service' % (p['systemd_unit'], load_state))
+        self.result['unit'] = unit
+        if unit.get('ActiveState') in ('inactive', 'failed'):
+            self.result['target'] = 'systemd unit %s is %s' % (name, unit.get('ActiveState'))
+            self.result['watchdogs'] = [{'type': 'systemd', 'unit': name, 'restart': unit.get('Restart')}]
+            return None, None, unit
+        main_pid = int(unit.get('MainPID') or 0)
+        if main_pid <= 0:
+            raise ProcessError('systemd unit %s is %s but has no main PID; nothing stopped. Stop it with systemctl.'
+                               % (name, unit.get('ActiveState')))
+        ident = proc_utils.read_identity(main_pid, need_tgid=True)
+        if ident is None:
+            raise ProcessError('systemd unit %s reports main PID %d, which does not exist here (another PID namespace?)'
+                               % (name, main_pid))
+        problems = proc_utils.check_constraints(ident, proc_utils.read_cmdline(main_pid), p['exe'], p['name'], p['cmdline_pattern'])
+        if problems:
+            raise ProcessError('main PID %d of systemd unit %s does not match: %s; nothing stopped' % (main_pid, name, '; '.join(problems)))
+        self.result['target'] = 'systemd unit %s (%s) has main PID %d (%s)' % (
+            name, unit.get('ActiveState'), main_pid, proc_utils.strip_deleted(ident.exe))
+        members = [ident]
+        pids = self.unit_cgroup_pids(unit.get('ControlGroup', ''))
+        for pid in pids:
+            if pid != main_pid:
+                other = proc_utils.read_identity(pid)
+                if other is not None:
+                    members.append(other)
+        if not pids:
+            members = proc_utils.snapshot_tree(ident, True)
+        return ident, members, unit
+
+    def watchdogs(self, identity, unit) -> list:
+        exe = proc_utils.strip_deleted(identity.exe)
+        found = proc_utils.cron_watchdogs(os.path.dirname(exe), exe)
+        unit_name = unit.get('Id') if unit else proc_utils.systemd_unit_of(identity.pid)
+        if unit_name:
+            restart = unit.get('Restart') if unit else None
+            if restart is None and os.path.isdir('/run/systemd/system') and self.module.get_bin_path('systemctl'):
+                rc, out, dummy_err = self.systemctl('show', '--property=Restart', '--value', '--', unit_name, check=False)
+                restart = out.strip() if rc == 0 else None
+            found.append({'type': 'systemd', 'unit': unit_name, 'restart': restart})
+        return found
+
+    def stop(self, identity, members, unit, signum, ports, drain_ports) -> None:
+        p = self.p
+        if p['drain']:
+            if drain_ports:
+                self.result['drain'] = proc_utils.wait_drained(identity.pid, drain_ports, p['drain_timeout'],
+                                                               members=[m.pid for m in members])
+            else:
+                self.result['drain'] = {'enabled': True, 'ports': [], 'connections_at_start': 0, 'connections_left': 0,
+                                        'duration': 0.0, 'timed_out': False}
+                self.module.warn('drain asked for, but PID %d listens on no TCP port: nothing to drain' % identity.pid)
+        if p['diagnostics_dir']:
+            stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
+            filename = 'graceful-stop-%s-%d-%s.json' % (identity.name.replace('/', '_'), identity.pid, stamp)
+            data = proc_utils.collect_diagnostics(identity, members)
+            data['target'] = self.result['target']
+            data['drain'] = self.result['drain']
+            self.result['diagnostics_path'] = proc_utils.write_json_private(p['diagnostics_dir'], filename, data)
+        if unit is not None:
+            report = self.stop_unit(identity, members, unit)
+        else:
+            current = proc_utils.read_identity(identity.pid)
+            if not identity.same(current):
+                raise ProcessError('PID %d changed identity between checks (was %r, now %r): nothing signalled'
+                                   % (identity.pid, identity, current))
+            report = proc_utils.stop_processes(members, signum, p['timeout'], p['escalate'], p['kill_timeout'], p['children'])
+        self.result.update(dict((k, report[k]) for k in ('signals', 'stop_duration', 'rss_freed_bytes', 'pids') if k in report))
+        self.result['outcome'] = report['outcome']
+        if ports:
+            self.result['port_released'] = proc_utils.wait_port_released(ports, p['port_release_timeout'])
+        if report.get('survivors'):
+            last = report['signals'][-1]['signal'] if report['signals'] else proc_utils.signal_name(signum)
+            self.result['outcome'] = None
+            self.result['survivors'] = report['survivors']
+            self.fail('still running after %s: %s (escalate=%s); stop them by hand or rerun with escalate=true'
+                      % (last, ', '.join('PID %d (%s)' % (s['pid'], s['exe']) for s in report['survivors']), p['escalate']))
+        if report['outcome'] == 'already_stopped':
+            self.result['changed'] = False
+        if ports and not self.result['port_released']:
+            self.module.warn('port(s) %s still have a listener after the stop' % ports)
+        self.module.exit_json(**self.result)
+
+    def stop_unit(self, identity, members, unit) -> dict:
+        p = self.p
+        name = unit['Id']
+        started = time.monotonic()
+        tracked = [proc_utils.Tracked(m) for m in members]
+        rss_before = sum(t.rss for t in tracked if not t.gone)
+        signals = []
+        try:
+            again = self.unit_show(name)
+            if again.get('MainPID') != unit.get('MainPID') or not tracked[0].proven():
+                raise ProcessError('systemd unit %s changed its main PID (%s -> %s) between checks: nothing stopped'
+                                   % (name, unit.get('MainPID'), again.get('MainPID')))
+            kill_signal = proc_utils.signal_name(int(unit['KillSignal'])) if (unit.get('KillSignal') or '').isdigit() \
+                else unit.get('KillSignal') or 'SIGTERM'
+            self.systemctl('stop', '--no-block', '--', name)
+            signals.append({'pid': identity.pid, 'signal': kill_signal, 'time': round(time.time(), 3), 'elapsed': 0.0, 'via': 'systemd'})
+            survivors = proc_utils.wait_gone(tracked, p['timeout'])
+            forced = False
+            if survivors:
+                if not p['escalate']:
+                    return {'outcome': None, 'signals': signals, 'survivors': [s.ident.as_dict() for s in survivors],
+                            'stop_duration': round(time.monotonic() - started, 3), 'rss_freed_bytes': 0}
+                forced = True
+                self.systemctl('kill', '--signal=SIGKILL', '--', name)
+                signals.append({'pid': identity.pid, 'signal': 'SIGKILL', 'time': round(time.time(), 3),
+                                'elapsed': round(time.monotonic() - started, 3), 'via': 'systemd'})
+                survivors = proc_utils.wait_gone(survivors, p['kill_timeout'])
+            duration = round(time.monotonic() - started, 3)
+            # systemd itself may have escalated (TimeoutStopSec= shorter than our timeout).
+            deadline = time.monotonic() + max(p['kill_timeout'], 1.0)
+            after = self.unit_show(name)
+            while after.get('ActiveState') not in ('inactive', 'failed') and time.monotonic() < deadline:
+                time.sleep(0.1)
+                after = self.unit_show(name)
+            self.result['unit_after'] = after
+            if after.get('Result') == 'timeout' or (after.get('ExecMainCode') == '2' and after.get('ExecMainStatus') == '9'):
+                forced = True
+            freed = sum(t.rss for t in tracked if not t.alive())
+            return {'outcome': 'stopped_forced' if forced else 'stopped_gracefully', 'signals': signals, 'stop_duration': duration,
+                    'rss_before_bytes': rss_before, 'rss_freed_bytes': freed,
+                    'survivors': [s.ident.as_dict() for s in survivors], 'pids': [t.ident.pid for t in tracked]}
+        finally:
+            for t in tracked:
+                t.close()
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            pid=dict(type='int'),
+            pidfile=dict(type='path'),
+            port=dict(type='int'),
+            systemd_unit=dict(type='str'),
+            exe=dict(type='path'),
+            name=dict(type='str'),
+            cmdline_pattern=dict(type='str'),
+            signal=dict(type='str', default='SIGTERM'),
+            children=dict(type='bool', default=True),
+            timeout=dict(type='float', default=30),
+            escalate=dict(type='bool', default=True),
+            kill_timeout=dict(type='float', default=10),
+            drain=dict(type='bool', default=False),
+            drain_timeout=dict(type='float', default=30),
+            drain_ports=dict(type='list', elements='int'),
+            port_release_timeout=dict(type='float', default=5),
+            diagnostics_dir=dict(type='path'),
+        ),
+        mutually_exclusive=[('pid', 'pidfile', 'port', 'systemd_unit')],
+        required_one_of=[('pid', 'pidfile', 'port', 'systemd_unit', 'exe')],
+        supports_check_mode=True,
+    )
+    if not HAS_PROCESS_UTILS:
+        module.fail_json(msg='cannot import opsguard.anqicms process utilities', exception=PROCESS_UTILS_ERROR)
+    for key in ('timeout', 'kill_timeout', 'drain_timeout', 'port_release_timeout'):
+        if module.params[key] < 0:
+            module.fail_json(msg='%s must be 0 or more seconds, got %s' % (key, module.params[key]))
+    if module.params['exe'] and not os.path.isabs(module.params['exe']):
+        module.fail_json(msg='exe must be an absolute path (compared with /proc/PID/exe), got %r' % module.params['exe'])
+    if module.params['systemd_unit'] and module.params['signal'] not in ('SIGTERM', 'TERM', '15'):
+        module.warn('signal is not used with systemd_unit: the unit\'s KillSignal= applies')
+    Stopper(module).run()
+
+
+if __name__ == '__main__':
+    main()
