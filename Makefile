@@ -46,10 +46,10 @@ units:
 	$(ANSIBLE_TEST) units --venv --python $(PYTHON_VERSION) --color no
 
 integration:
-	$(ANSIBLE_TEST) integration --local --python $(PYTHON_VERSION) --color no
+	$(ANSIBLE_TEST) integration --local --python $(PYTHON_VERSION) --color no --allow-destructive
 
 scenarios: standin
-	$(VENV)/bin/python -m pytest -p no:cacheprovider tests/standin tests/lab tests/scenarios
+	$(VENV)/bin/python -m pytest -p no:cacheprovider -ra tests/standin tests/lab tests/scenarios
 
 standin:
 	@tests/standin/build.sh
