@@ -9,7 +9,6 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 
-
 def pytest_configure(config):
     """Load the fleet fixtures once per session, however many test directories ask for them."""
     if not config.pluginmanager.has_plugin('pytest_plugin'):

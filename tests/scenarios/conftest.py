@@ -17,7 +17,6 @@ for _sub in ('lab', 'standin'):
         sys.path.insert(0, _path)
 
 
-
 def pytest_configure(config: pytest.Config) -> None:
     """Load the fleet fixtures once per session, however many test directories ask for them."""
     if not config.pluginmanager.has_plugin('pytest_plugin'):
