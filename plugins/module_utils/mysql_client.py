@@ -1,0 +1,230 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, opsguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run the MariaDB/MySQL command line clients with credentials in a private defaults file.
+
+The password is written to a 0600 file inside a 0700 directory and handed to the client with
+``--defaults-file``; it never appears on a command line. Query results are read in batch mode
+and unescaped; nothing here loads a whole dump into memory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+DUMP_BINARIES = ('mariadb-dump', 'mysqldump')
+CLIENT_BINARIES = ('mariadb', 'mysql')
+DUMP_OPTIONS = ('--single-transaction', '--quick', '--routines', '--triggers', '--hex-blob', '--events',
+                '--default-character-set=utf8mb4')
+_BATCH_ESCAPES = {'\\': '\\', 't': '\t', 'n': '\n', '0': '\0', 'r': '\r', 'Z': '\x1a', 'b': '\b'}
+
+
+class MysqlError(Exception):
+    """A client call that failed, with the client's own message."""
+
+
+def find_binary(names: tuple, path: str | None = None) -> str | None:
+    """First of ``names`` found on PATH."""
+    for name in names:
+        found = shutil.which(name, path=path)
+        if found:
+            return found
+    return None
+
+
+def quote_ident(name: str) -> str:
+    """Backtick-quote an identifier (database or table name)."""
+    if not isinstance(name, str) or not name or '\0' in name:
+        raise MysqlError('invalid identifier %r' % (name,))
+    return '`' + name.replace('`', '``') + '`'
+
+
+def quote_string(value: str) -> str:
+    """Single-quote a string literal for the client."""
+    return "'" + value.replace('\\', '\\\\').replace("'", "\\'").replace('\0', '\\0') + "'"
+
+
+def unescape_batch(field: str) -> str | None:
+    """Undo the escaping of ``mysql --batch`` output; the bare word NULL is None."""
+    if field == 'NULL':
+        return None
+    if '\\' not in field:
+        return field
+    out = []
+    i = 0
+    n = len(field)
+    while i < n:
+        ch = field[i]
+        if ch == '\\' and i + 1 < n:
+            out.append(_BATCH_ESCAPES.get(field[i + 1], field[i + 1]))
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return ''.join(out)
+
+
+def parse_batch(text: str) -> list:
+    """Rows of ``--batch --skip-column-names`` output as lists of strings/None."""
+    rows = []
+    for line in text.split('\n'):
+        if line == '':
+            continue
+        rows.append([unescape_batch(f) for f in line.split('\t')])
+    return rows
+
+
+def defaults_text(conn: dict) -> str:
+    """The [client] section for a connection dict (user, password, host, port, socket)."""
+    lines = ['[client]']
+    for key in ('user', 'password', 'host', 'port', 'socket'):
+        value = conn.get(key)
+        if value is None or value == '':
+            continue
+        text = str(value)
+        if '\n' in text or '\r' in text:
+            raise MysqlError('the %s of the database connection contains a line break' % key)
+        if key == 'password':
+            text = '"' + text.replace('\\', '\\\\').replace('"', '\\"') + '"'
+        lines.append('%s=%s' % (key, text))
+    if conn.get('socket'):
+        lines.append('protocol=SOCKET')
+    else:
+        # AnQiCMS connects over TCP even to "localhost"; the client must do the same.
+        lines.append('protocol=TCP')
+    lines.append('default-character-set=utf8mb4')
+    return '\n'.join(lines) + '\n'
+
+
+class MysqlClient(object):
+    """One server connection: a private defaults file plus helpers around the client binaries."""
+
+    def __init__(self, conn: dict, client: str | None = None, dump: str | None = None, timeout: float = 3600.0) -> None:
+        self.conn = dict(conn)
+        self.client = client or find_binary(CLIENT_BINARIES)
+        self.dump = dump or find_binary(DUMP_BINARIES)
+        if not self.client:
+            raise MysqlError('neither mariadb nor mysql client binary was found on PATH; install mariadb-client')
+        self.timeout = timeout
+        self._dir = tempfile.mkdtemp(prefix='opsguard-my-')
+        os.chmod(self._dir, 0o700)
+        self.defaults_file = os.path.join(self._dir, 'client.cnf')
+        fd = os.open(self.defaults_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, 'w') as handle:
+            handle.write(defaults_text(self.conn))
+
+    def describe(self) -> str:
+        if self.conn.get('socket'):
+            where = 'socket %s' % self.conn['socket']
+        else:
+            where = '%s:%s' % (self.conn.get('host') or 'localhost', self.conn.get('port') or 3306)
+        return "user '%s' at %s" % (self.conn.get('user') or '', where)
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> MysqlClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def client_cmd(self, database: str | None = None, batch: bool = True) -> list:
+        cmd = [self.client, '--defaults-file=' + self.defaults_file]
+        if batch:
+            cmd += ['--batch', '--skip-column-names']
+        if database:
+            cmd.append('--database=' + database)
+        return cmd
+
+    def dump_cmd(self, database: str) -> list:
+        if not self.dump:
+            raise MysqlError('neither mariadb-dump nor mysqldump was found on PATH; install mariadb-client')
+        return [self.dump, '--defaults-file=' + self.defaults_file] + list(DUMP_OPTIONS) + ['--', database]
+
+    def run_sql(self, sql: str, database: str | None = None) -> str:
+        """Run statements through the client's stdin; return stdout or raise with its stderr."""
+        try:
+            proc = subprocess.run(self.client_cmd(database), input=sql.encode('utf-8'), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, timeout=self.timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise MysqlError('the database client did not answer within %ss (%s)' % (self.timeout, self.describe())) from exc
+        if proc.returncode != 0:
+            raise MysqlError('%s (%s, exit status %d)' % (proc.stderr.decode('utf-8', 'replace').strip(), self.describe(),
+                                                          proc.returncode))
+        return proc.stdout.decode('utf-8', 'replace')
+
+    def query(self, sql: str, database: str | None = None) -> list:
+        return parse_batch(self.run_sql(sql, database))
+
+    def server_version(self) -> str:
+        rows = self.query('SELECT VERSION();')
+        return rows[0][0] if rows else ''
+
+    def database_exists(self, database: str) -> bool:
+        rows = self.query('SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s;' % quote_string(database))
+        return bool(rows) and rows[0][0] == '1'
+
+    def tables(self, database: str) -> dict:
+        """{table name: table type} of one database."""
+        rows = self.query('SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s;'
+                          % quote_string(database))
+        return dict((r[0], r[1]) for r in rows)
+
+    def table_stats(self, database: str) -> dict:
+        """{table: {'rows': exact count, 'checksum': CHECKSUM TABLE}} for the base tables of a database."""
+        names = sorted(t for t, kind in self.tables(database).items() if kind == 'BASE TABLE')
+        if not names:
+            return {}
+        qualified = ', '.join('%s.%s' % (quote_ident(database), quote_ident(t)) for t in names)
+        counts = ' UNION ALL '.join('SELECT %s, COUNT(*) FROM %s.%s' % (quote_string(t), quote_ident(database), quote_ident(t))
+                                    for t in names)
+        out = self.query('%s;\nCHECKSUM TABLE %s EXTENDED;' % (counts, qualified))
+        stats: dict = {}
+        prefix = database + '.'
+        for row in out[:len(names)]:
+            stats[row[0]] = {'rows': int(row[1])}
+        for row in out[len(names):]:
+            if len(row) == 2 and (row[0] or '').startswith(prefix) and row[0][len(prefix):] in stats:
+                stats[row[0][len(prefix):]]['checksum'] = row[1]
+        return stats
+
+    def schema_info(self, databases: list) -> dict:
+        """One round trip: for each database whether it exists, its tables {name: type} and its object counts."""
+        names = ', '.join(quote_string(d) for d in databases)
+        rows = self.query(
+            "SELECT 'schema', SCHEMA_NAME, '' FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN (%s) UNION ALL "
+            "SELECT 'table', TABLE_SCHEMA, CONCAT(TABLE_TYPE, ':', TABLE_NAME) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA IN (%s) UNION ALL "
+            "SELECT 'views', TABLE_SCHEMA, '' FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN (%s) UNION ALL "
+            "SELECT 'triggers', TRIGGER_SCHEMA, '' FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA IN (%s) UNION ALL "
+            "SELECT 'routines', ROUTINE_SCHEMA, '' FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA IN (%s) UNION ALL "
+            "SELECT 'events', EVENT_SCHEMA, '' FROM information_schema.EVENTS WHERE EVENT_SCHEMA IN (%s);"
+            % ((names,) * 6))
+        info = dict((d, {'exists': False, 'tables': {}, 'objects': {'views': 0, 'triggers': 0, 'routines': 0, 'events': 0}})
+                    for d in databases)
+        for kind, schema, extra in rows:
+            entry = info.get(schema)
+            if entry is None:
+                continue
+            if kind == 'schema':
+                entry['exists'] = True
+            elif kind == 'table':
+                table_type, _sep, name = (extra or '').partition(':')
+                entry['tables'][name] = table_type
+            else:
+                entry['objects'][kind] += 1
+        return info
+
+    def objects(self, database: str) -> dict:
+        """Counts of views, triggers, routines and events in a database."""
+        q = quote_string(database)
+        rows = self.query(
+            "SELECT 'views', COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s UNION ALL "
+            "SELECT 'triggers', COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s UNION ALL "
+            "SELECT 'routines', COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s UNION ALL "
+            "SELECT 'events', COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s;" % (q, q, q, q))
+        return dict((r[0], int(r[1])) for r in rows)
