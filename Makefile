@@ -38,6 +38,8 @@ test: setup
 sanity:
 	$(ANSIBLE_TEST) sanity --venv --python $(PYTHON_VERSION) --color no
 	$(VENV)/bin/antsibull-changelog lint
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/roles
+	$(ROOT)/hacking/check-package.sh
 
 lint:
 	$(VENV)/bin/ansible-lint --profile production --offline --nocolor
@@ -56,6 +58,7 @@ standin:
 
 build: setup
 	$(VENV)/bin/ansible-galaxy collection build --force --output-path .build/dist
+	@ls -l .build/dist/opsguard-anqicms-*.tar.gz
 
 demo: setup standin
 	@hacking/demo.sh
