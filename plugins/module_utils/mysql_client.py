@@ -228,3 +228,20 @@ class MysqlClient(object):
             "SELECT 'routines', COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s UNION ALL "
             "SELECT 'events', COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s;" % (q, q, q, q))
         return dict((r[0], int(r[1])) for r in rows)
+
+
+def login_argument_spec() -> dict:
+    """Argument spec of the login options (documented by the opsguard.anqicms.mysql_login doc fragment)."""
+    return dict(
+        login_user=dict(type='str'),
+        login_password=dict(type='str', no_log=True),
+        login_host=dict(type='str'),
+        login_port=dict(type='int'),
+        login_unix_socket=dict(type='path'),
+    )
+
+
+def login_from_params(params: dict) -> dict:
+    """The login overrides given to a module, as a connection dict for MysqlClient."""
+    return {'user': params['login_user'], 'password': params['login_password'], 'host': params['login_host'],
+            'port': params['login_port'], 'socket': params['login_unix_socket']}

@@ -85,27 +85,6 @@ options:
       - Limit in seconds for each dump and each scratch load.
     type: int
     default: 3600
-  login_user:
-    description:
-      - Database user to use instead of the one in C(config.json) and C(websites.mysql), for example C(root) with
-        O(login_unix_socket).
-    type: str
-  login_password:
-    description:
-      - Password of O(login_user).
-    type: str
-  login_host:
-    description:
-      - Database host to use instead of the configured one.
-    type: str
-  login_port:
-    description:
-      - Database port to use instead of the configured one.
-    type: int
-  login_unix_socket:
-    description:
-      - Connect through this Unix socket instead of TCP.
-    type: path
 attributes:
   check_mode:
     support: full
@@ -124,6 +103,7 @@ attributes:
     details: Linux only (reads /proc to tell whether the instance runs).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - opsguard.anqicms.mysql_login
 seealso:
   - module: opsguard.anqicms.restore
   - module: community.mysql.mysql_db
@@ -227,7 +207,9 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import (
     select_expired,
     write_manifest,
 )
-from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import MysqlClient, MysqlError, quote_ident
+from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import (
+    MysqlClient, MysqlError, login_argument_spec, login_from_params, quote_ident,
+)
 
 
 def app_version(port: int, running: list) -> str | None:
@@ -279,8 +261,7 @@ def run(module: AnsibleModule) -> dict:
     if not instance or '/' in instance or instance.startswith('.'):
         raise BackupError('instance name %r is not usable as a directory name; set instance:' % instance)
     exe = p['exe'] or os.path.join(path, 'anqicms')
-    login = {'user': p['login_user'], 'password': p['login_password'], 'host': p['login_host'], 'port': p['login_port'],
-             'socket': p['login_unix_socket']}
+    login = login_from_params(p)
     default = read_instance_config(path)
     running = running_pids(exe)
     if p['cold'] and running:
@@ -418,11 +399,7 @@ def main() -> None:
             keep=dict(type='int'),
             keep_days=dict(type='float'),
             timeout=dict(type='int', default=3600),
-            login_user=dict(type='str'),
-            login_password=dict(type='str', no_log=True),
-            login_host=dict(type='str'),
-            login_port=dict(type='int'),
-            login_unix_socket=dict(type='path'),
+            **login_argument_spec()
         ),
         mutually_exclusive=[('login_host', 'login_unix_socket')],
         supports_check_mode=True,

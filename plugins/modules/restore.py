@@ -92,26 +92,6 @@ options:
       - Limit in seconds for loading each dump.
     type: int
     default: 3600
-  login_user:
-    description:
-      - Database user for every site, instead of the configured ones. It needs to create and drop databases.
-    type: str
-  login_password:
-    description:
-      - Password of O(login_user).
-    type: str
-  login_host:
-    description:
-      - Database host instead of the configured one.
-    type: str
-  login_port:
-    description:
-      - Database port instead of the configured one.
-    type: int
-  login_unix_socket:
-    description:
-      - Connect through this Unix socket instead of TCP.
-    type: path
 attributes:
   check_mode:
     support: full
@@ -130,6 +110,7 @@ attributes:
     details: Linux only (reads /proc to tell whether the instance runs).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - opsguard.anqicms.mysql_login
 seealso:
   - module: opsguard.anqicms.backup
 '''
@@ -216,7 +197,9 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import (
     verify_backup,
 )
 from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_restore import Journal, derived_name, swap_items, swap_tables
-from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import MysqlClient, MysqlError, quote_ident
+from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import (
+    MysqlClient, MysqlError, login_argument_spec, login_from_params, quote_ident,
+)
 
 
 class RestoreError(Exception):
@@ -262,8 +245,7 @@ def run(module: AnsibleModule, journal: Journal, clients: dict) -> dict:
             raise BackupError('sites %s are not in backup %s (it has %s)' % (unknown, manifest['id'], [s['id'] for s in sites]))
         sites = [s for s in sites if s['id'] in p['sites']]
     token = uuid.uuid4().hex[:8]
-    login = {'user': p['login_user'], 'password': p['login_password'], 'host': p['login_host'], 'port': p['login_port'],
-             'socket': p['login_unix_socket']}
+    login = login_from_params(p)
     plan = []
     for site in sites:
         root = path if site['id'] == 1 else site['root']
@@ -401,11 +383,7 @@ def main() -> None:
             keep_previous=dict(type='bool', default=True),
             check_tables=dict(type='bool', default=True),
             timeout=dict(type='int', default=3600),
-            login_user=dict(type='str'),
-            login_password=dict(type='str', no_log=True),
-            login_host=dict(type='str'),
-            login_port=dict(type='int'),
-            login_unix_socket=dict(type='path'),
+            **login_argument_spec()
         ),
         required_one_of=[('dest', 'backup_path')],
         mutually_exclusive=[('login_host', 'login_unix_socket')],

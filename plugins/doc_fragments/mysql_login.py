@@ -1,0 +1,34 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Options that override the database login an AnQiCMS instance has configured."""
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+    """Database login options shared by backup and restore."""
+
+    DOCUMENTATION = r'''
+options:
+  login_user:
+    description:
+      - Database user for every site, instead of the credentials configured in C(config.json) and the
+        C(websites) table. Use it with O(login_unix_socket) to work as the server's root through its socket.
+      - It needs the rights the operation needs (restore creates and drops databases).
+    type: str
+  login_password:
+    description:
+      - Password of O(login_user). Passed to the client through a 0600 defaults file, never on a command line.
+    type: str
+  login_host:
+    description:
+      - Database host instead of the configured one.
+    type: str
+  login_port:
+    description:
+      - Database port instead of the configured one.
+    type: int
+  login_unix_socket:
+    description:
+      - Connect through this Unix socket instead of TCP.
+    type: path
+'''
