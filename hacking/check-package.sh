@@ -8,10 +8,11 @@ out=.build/dist
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 "$VENV/bin/ansible-galaxy" collection build --force --output-path "$out" >/dev/null
-tarball=$(ls -t "$out"/opsguard-anqicms-*.tar.gz | head -n1)
+version=$(sed -n 's/^version: *//p' galaxy.yml)
+tarball=$out/opsguard-anqicms-$version.tar.gz
 "$VENV/bin/ansible-galaxy" collection install --force --offline --no-deps -p "$scratch" "$tarball" >/dev/null
 listed=$(ANSIBLE_COLLECTIONS_PATH=$scratch "$VENV/bin/ansible-doc" -t module -l opsguard.anqicms | awk '{print $1}' | sort)
-expected=$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$//; s/^/opsguard.anqicms./' | sort)
+expected=$(find plugins/modules -maxdepth 1 -name '*.py' ! -name '__init__.py' -printf 'opsguard.anqicms.%f\n' | sed 's/\.py$//' | sort)
 if [ "$listed" != "$expected" ]; then
     echo "ansible-doc lists:"; echo "$listed"; echo "plugins/modules has:"; echo "$expected"
     exit 1

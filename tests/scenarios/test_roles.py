@@ -319,7 +319,7 @@ def test_drain_and_undrain_one_backend(lab):
     assert sh(lab, 'node1', "ss -Htnp state established dst 127.0.0.1:8001 | grep -c '\"nginx\"' || true") == '0'
 
     rc, dummy, out, seconds = run(lab, dict(common, proxy_drain_backend=f'{other.address}:8001', drain_action='drain'),
-                        limit='node1', playbook=DRAIN)
+                                  limit='node1', playbook=DRAIN)
     assert rc != 0 and 'another backend must stay in rotation' in out, out[-3000:]
     assert f'server {other.address}:8001 max_fails=1 fail_timeout=10s;' in sh(lab, 'node1', f'cat {conf}')
 
