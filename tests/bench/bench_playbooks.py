@@ -75,16 +75,16 @@ def wait_active(lab: Any, host: str, timeout: float = 60) -> None:
 
 def headline(lab: Any, inventory: str, rounds: int) -> dict[str, Any]:
     stock, ours = [], []
-    for _ in range(rounds):
+    for dummy in range(rounds):
         stock.append(under_traffic(lab, lambda: lab.exec('node2', 'pgrep -x anqicms >/dev/null && pkill -9 anqicms', timeout=30)))
         wait_active(lab, 'node2')   # systemd (Restart=on-failure) brings it back
         time.sleep(3)
 
         def graceful() -> None:
-            rc, _, out = playbook(lab, inventory, 'emergency_stop', {'stop_instances': ['node2:www']})
+            rc, dummy, out = playbook(lab, inventory, 'emergency_stop', {'stop_instances': ['node2:www']})
             if rc:
                 raise RuntimeError('emergency_stop failed:\n' + out)
-            rc, _, out = playbook(lab, inventory, 'recover', {})
+            rc, dummy, out = playbook(lab, inventory, 'recover', {})
             if rc:
                 raise RuntimeError('recover failed:\n' + out)
         ours.append(under_traffic(lab, graceful))
@@ -103,7 +103,7 @@ def timings(lab: Any, inventory: str) -> dict[str, Any]:
         if rc:
             raise RuntimeError('emergency_stop failed:\n' + text)
         out[f'emergency_stop_forks{forks}_s'] = seconds
-        rc, _, text = playbook(lab, inventory, 'recover', {}, forks)
+        rc, dummy, text = playbook(lab, inventory, 'recover', {}, forks)
         if rc:
             raise RuntimeError('recover failed:\n' + text)
     return out
@@ -125,7 +125,7 @@ def main() -> int:
         try:
             inventory = topology.write_inventory(lab)
             start = time.monotonic()
-            rc, _, text = playbook(lab, inventory, 'deploy', {})
+            rc, dummy, text = playbook(lab, inventory, 'deploy', {})
             if rc:
                 raise RuntimeError('deploy failed:\n' + text)
             entry: dict[str, Any] = {'deploy_s': round(time.monotonic() - start, 1)}
