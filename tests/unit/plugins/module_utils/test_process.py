@@ -34,23 +34,6 @@ def read_fixture(*parts: str) -> str:
         return f.read()
 
 
-@pytest.fixture
-def procs():
-    """Spawn real processes; kill and reap whatever is left at the end."""
-    started = []
-
-    def spawn(args: list, **kwargs) -> subprocess.Popen:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, **kwargs)
-        started.append(proc)
-        return proc
-
-    yield spawn
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-
-
 def wait_for(predicate, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -34,22 +34,6 @@ def run_module(capsys, args: dict, check: bool = False) -> dict:
     return json.loads(out[out.index('{'):])
 
 
-@pytest.fixture
-def procs():
-    started = []
-
-    def spawn(args: list, **kwargs) -> subprocess.Popen:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, **kwargs)
-        started.append(proc)
-        return proc
-
-    yield spawn
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-
-
 def wait_exec(proc: subprocess.Popen, exe: str) -> P.Identity:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -1,0 +1,23 @@
+"""Fixtures shared by the unit tests."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+
+@pytest.fixture
+def procs():
+    """Spawn real processes; kill and reap whatever is left at the end."""
+    started = []
+
+    def spawn(args: list, **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield spawn
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
