@@ -2,14 +2,15 @@
 # Run ansible-test on this collection.
 # ansible-test only works inside a directory named ansible_collections/<namespace>/<name> and
 # resolves symlinks, so the collection's files (tracked and new, not ignored) are mirrored to
-# .build/ansible_collections/opsguard/anqicms first (rsync: only changed files are copied).
+# .build/ansible_collections/opsguard/anqicms first (rsync: only changed files are copied);
+# OPSGUARD_MIRROR=DIR puts the mirror under DIR instead, so that two runs can go side by side.
 # Without internet access, the pip bootstrap ansible-test downloads is replaced by
 # tests/utils/get_pip_offline.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=${VENV:-$ROOT/.venv}
-DEST=$ROOT/.build/ansible_collections/opsguard/anqicms
+DEST=${OPSGUARD_MIRROR:-$ROOT/.build}/ansible_collections/opsguard/anqicms
 
 pip_version=$(sed -n "s/^ *pip='\([0-9.]*\)',$/\1/p" \
     "$("$VENV/bin/python" -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')/_internal/python_requirements.py" | head -n1)
