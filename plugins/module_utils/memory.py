@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import math
 import os
 import re
 import time
@@ -20,7 +21,19 @@ import typing as t
 MIB = 1024 * 1024
 # cgroup v1 reports "no limit" as PAGE_COUNTER_MAX pages (0x7ffffffffffff000 on 4 KiB pages).
 UNLIMITED = 1 << 62
+# No kernel counter read here is above 2**64; a bigger number in a kernel file is garbage.
+KERNEL_MAX = 1 << 64
 LEAK_MIN_BYTES = 2 * MIB
+# Bounds of the options (checked before any work; see check_thresholds, check_options, compile_matchers).
+SAMPLE_SECONDS_MAX = 3600
+SAMPLES_MIN, SAMPLES_MAX = 3, 60
+TOP_MAX = 10000
+OOM_WINDOW_MAX = 10 * 365 * 86400
+LEAK_MIB_PER_MINUTE_MAX = 1024 * 1024
+MATCHERS_MAX = 100
+MATCHER_NAME_MAX = 128
+PATTERNS_MAX = 64
+PATTERN_MAX = 1024
 KINDS = ('anqicms', 'database', 'redis', 'memcached', 'nginx', 'php-fpm', 'other')
 
 DEFAULT_MATCHERS: list[dict[str, t.Any]] = [
@@ -82,6 +95,8 @@ def parse_keyed(text: str | None, scale_kb: bool = False) -> dict[str, int]:
             value = int(parts[1])
         except ValueError:
             continue
+        if not 0 <= value < KERNEL_MAX:
+            continue  # sizes and counters are never negative; anything beyond u64 is garbage
         if scale_kb and len(parts) > 2 and parts[2].lower() == 'kb':
             value *= 1024
         result[parts[0]] = value
@@ -98,13 +113,35 @@ def _int_or_none(text: str | None) -> int | None:
         value = int(text)
     except ValueError:
         return None
-    return None if value >= UNLIMITED else value
+    return None if value >= UNLIMITED or value < 0 else value
 
 
 def mib(value: float | int | None) -> str:
     if value is None:
         return 'unknown'
-    return '%.0f MiB' % (value / MIB)
+    try:
+        return '%.0f MiB' % (value / MIB)
+    except (OverflowError, ValueError):
+        return 'unknown'
+
+
+def percent_of(part: float | int | None, whole: float | int | None) -> float | None:
+    """``part`` in percent of ``whole``, rounded to 0.1 and always within [0, 100]; ``None`` without a positive whole.
+
+    A share of a limit above 100 % cannot be true (RSS counts shared pages once per process, kernel files
+    can be garbage), so it is capped here, by construction, for every share this module reports.
+    """
+    if part is None or whole is None or not whole > 0 or (isinstance(part, float) and math.isnan(part)):
+        return None
+    if part >= whole:
+        return 100.0
+    if part <= 0:
+        return 0.0
+    try:
+        value = float(part) * 100.0 / float(whole)
+    except OverflowError:  # integers beyond a float: exact, rounded half up
+        value = ((part * 2000 // whole + 1) // 2) / 10.0
+    return round(min(max(value, 0.0), 100.0), 1) if math.isfinite(value) else None
 
 
 # ---------------------------------------------------------------- system
@@ -136,7 +173,7 @@ def system_memory(meminfo: dict[str, int]) -> dict[str, t.Any]:
         'swap_total': swap_total,
         'swap_used': max(swap_total - swap_free, 0),
         'swap_free': swap_free,
-        'percent': round((total - available) * 100.0 / total, 1) if total else 0.0,
+        'percent': percent_of(total - available, total) or 0.0,
     }
 
 
@@ -151,7 +188,8 @@ def boot_time(root: str, notes: list[str]) -> float | None:
 
 # ---------------------------------------------------------------- pressure
 
-_PSI_RE = re.compile(r'^(some|full)\s+avg10=([\d.]+)\s+avg60=([\d.]+)\s+avg300=([\d.]+)\s+total=(\d+)')
+_PSI_NUM = r'(\d{1,3}(?:\.\d{1,6})?)'
+_PSI_RE = re.compile(r'^(some|full)\s+avg10=%s\s+avg60=%s\s+avg300=%s\s+total=(\d{1,20})\s*$' % (_PSI_NUM, _PSI_NUM, _PSI_NUM))
 
 
 def parse_pressure(text: str | None) -> dict[str, dict[str, float]] | None:
@@ -160,7 +198,7 @@ def parse_pressure(text: str | None) -> dict[str, dict[str, float]] | None:
     result: dict[str, dict[str, float]] = {}
     for line in text.splitlines():
         match = _PSI_RE.match(line.strip())
-        if match:
+        if match and all(float(match.group(i)) <= 100.0 for i in (2, 3, 4)):
             result[match.group(1)] = {
                 'avg10': float(match.group(2)), 'avg60': float(match.group(3)),
                 'avg300': float(match.group(4)), 'total_usec': int(match.group(5)),
@@ -258,13 +296,58 @@ def locate_hierarchy(root: str, notes: list[str]) -> dict[str, t.Any] | None:
 
 
 def relative_cgroup(hierarchy: dict[str, t.Any], path: str | None) -> str:
-    """Turn a path of /proc/<pid>/cgroup into a path under the mounted hierarchy."""
-    if not path:
-        return '/'
+    """Turn a path of /proc/<pid>/cgroup into a path under the mounted hierarchy (``/`` when unknown or outside it)."""
+    return cgroup_under_mount(hierarchy, path) or '/'
+
+
+def cgroup_under_mount(hierarchy: dict[str, t.Any], path: str | None) -> str | None:
+    """A path of /proc/<pid>/cgroup as a normalised path under the mounted hierarchy.
+
+    ``None`` when it is unknown or lies outside what this mount shows: outside the mount's root (a bind-mounted
+    subtree), or above the cgroup namespace's root (the kernel writes those as ``/../..``). The file is untrusted
+    input: ``..`` never walks out of the mount.
+    """
+    if not path or not path.startswith('/') or '\0' in path:
+        return None
     mount_root = hierarchy.get('mount_root') or '/'
-    if mount_root != '/' and (path == mount_root or path.startswith(mount_root + '/')):
-        path = path[len(mount_root):] or '/'
-    return path
+    if mount_root != '/':
+        if path != mount_root and not path.startswith(mount_root.rstrip('/') + '/'):
+            return None
+        path = path[len(mount_root.rstrip('/')):] or '/'
+    parts = [p for p in path.split('/') if p not in ('', '.')]
+    if '..' in parts:
+        return None
+    return '/' + '/'.join(parts)
+
+
+def in_subtree(rel: str | None, scope: str) -> bool:
+    """``rel`` is ``scope`` or below it (both normalised paths under the same mount)."""
+    if rel is None:
+        return False
+    return scope == '/' or rel == scope or rel.startswith(scope.rstrip('/') + '/')
+
+
+def check_cgroup_option(value: str | None) -> str | None:
+    """An error sentence for a bad ``cgroup`` option, or ``None``: a path under the hierarchy, never out of it."""
+    if value is None:
+        return None
+    if not value.strip():
+        return 'cgroup=%r is empty; omit it to judge the cgroup this module runs in, or give a path such as /system.slice/anqicms.service.' % value
+    if len(value) > 4096:
+        return 'cgroup is %d characters long; a cgroup path is at most 4096.' % len(value)
+    bad = [c for c in value if ord(c) < 32 or ord(c) == 127]
+    if bad:
+        return 'cgroup=%r contains control characters (%r); give a path such as /system.slice/anqicms.service.' % (value[:200], bad[0])
+    if '..' in value.split('/'):
+        return ('cgroup=%r contains "..": it must name a cgroup inside the memory hierarchy, relative to its mount, '
+                'for example /system.slice/anqicms.service.' % value[:200])
+    return None
+
+
+def normalise_cgroup(value: str) -> str:
+    """``system.slice//x/`` -> ``/system.slice/x``."""
+    parts = [p for p in value.split('/') if p not in ('', '.')]
+    return '/' + '/'.join(parts)
 
 
 def cgroup_dir(hierarchy: dict[str, t.Any], rel: str) -> str:
@@ -288,8 +371,8 @@ def read_cgroup(hierarchy: dict[str, t.Any], rel: str, notes: list[str] | None =
         inactive = stat.get('total_inactive_file', stat.get('inactive_file', 0))
         memsw_limit = _int_or_none(read_text(os.path.join(base, 'memory.memsw.limit_in_bytes'), quiet_missing=True))
         memsw_usage = _int_or_none(read_text(os.path.join(base, 'memory.memsw.usage_in_bytes'), quiet_missing=True))
-        info['swap_max_bytes'] = memsw_limit - info['max_bytes'] if memsw_limit is not None and info['max_bytes'] is not None else None
-        info['swap_bytes'] = (memsw_usage - info['usage_bytes']) if memsw_usage is not None and info['usage_bytes'] is not None else None
+        info['swap_max_bytes'] = max(memsw_limit - info['max_bytes'], 0) if memsw_limit is not None and info['max_bytes'] is not None else None
+        info['swap_bytes'] = max(memsw_usage - info['usage_bytes'], 0) if memsw_usage is not None and info['usage_bytes'] is not None else None
         oom = parse_keyed(read_text(os.path.join(base, 'memory.oom_control'), quiet_missing=True))
         failcnt = _int_or_none(read_text(os.path.join(base, 'memory.failcnt'), quiet_missing=True))
         info['events'] = {
@@ -309,6 +392,8 @@ def read_cgroup(hierarchy: dict[str, t.Any], rel: str, notes: list[str] | None =
         events = parse_keyed(read_text(os.path.join(base, 'memory.events'), quiet_missing=True))
         info['events'] = {k: events.get(k) for k in ('low', 'high', 'max', 'oom', 'oom_kill', 'oom_group_kill')}
     usage = info['usage_bytes']
+    if usage is not None:
+        inactive = min(inactive, usage)
     info['inactive_file_bytes'] = inactive
     info['working_set_bytes'] = max(usage - inactive, 0) if usage is not None else None
     return info
@@ -327,22 +412,33 @@ def effective_limit(root: str, system: dict[str, t.Any], notes: list[str], cgrou
     meminfo_limit = {
         'bytes': total, 'source': 'meminfo', 'cgroup_path': None, 'usage_bytes': system['used'],
         'working_set_bytes': system['used'], 'available_bytes': system['available'],
-        'available_percent': round(system['available'] * 100.0 / total, 1) if total else 0.0,
+        'available_percent': percent_of(system['available'], total) or 0.0,
         'high_bytes': None, 'max_bytes': None, 'swap_bytes': None, 'swap_max_bytes': None, 'events': None,
     }
     if hierarchy is None:
         hierarchy = locate_hierarchy(root, notes)
     if hierarchy is None:
         return meminfo_limit, None
-    if cgroup_override:
-        start = cgroup_override if cgroup_override.startswith('/') else '/' + cgroup_override
+    if cgroup_override is not None:
+        error = check_cgroup_option(cgroup_override)
+        if error:
+            raise ValueError(error)
+        start = normalise_cgroup(cgroup_override)
+        real_mount = os.path.realpath(hierarchy['mount'])
+        real_dir = os.path.realpath(cgroup_dir(hierarchy, start))
+        if real_dir != real_mount and not real_dir.startswith(real_mount.rstrip('/') + '/'):
+            raise ValueError('cgroup %s resolves to %s, outside the memory hierarchy %s; give a cgroup under it.'
+                             % (start, real_dir, hierarchy['mount']))
         if not os.path.isdir(cgroup_dir(hierarchy, start)):
             raise ValueError('cgroup %s does not exist under %s (cgroup v%d); give a path relative to that mount, '
                              'for example /system.slice/anqicms.service.' % (start, hierarchy['mount'], hierarchy['version']))
     else:
         paths = parse_proc_cgroup(read_text(_path(root, 'proc/self/cgroup'), notes))
-        start = relative_cgroup(hierarchy, paths.get('memory' if hierarchy['version'] == 1 else 'unified'))
-        if not os.path.isdir(cgroup_dir(hierarchy, start)):
+        own = paths.get('memory' if hierarchy['version'] == 1 else 'unified')
+        start = cgroup_under_mount(hierarchy, own) or '/'
+        if own and cgroup_under_mount(hierarchy, own) is None:
+            notes.append('cgroup %s of this process is outside the mounted hierarchy %s; using the mount root.' % (own, hierarchy['mount']))
+        elif not os.path.isdir(cgroup_dir(hierarchy, start)):
             notes.append('cgroup %s of this process is not visible under %s; using the mount root.' % (start, hierarchy['mount']))
             start = '/'
     chain = []
@@ -378,11 +474,11 @@ def effective_limit(root: str, system: dict[str, t.Any], notes: list[str], cgrou
         return meminfo_limit, cgroup
     cgroup.update({'limited': True, 'scope_path': scope['path'], 'scope_dir': cgroup_dir(hierarchy, scope['path'])})
     working = scope['working_set_bytes'] if scope['working_set_bytes'] is not None else 0
-    available = max(min(limit_bytes - working, system['available']), 0)
+    available = min(max(min(limit_bytes - working, system['available']), 0), limit_bytes)
     limit = {
         'bytes': limit_bytes, 'source': 'cgroup v%d' % hierarchy['version'], 'cgroup_path': scope['path'],
         'usage_bytes': scope['usage_bytes'], 'working_set_bytes': working, 'available_bytes': available,
-        'available_percent': round(available * 100.0 / limit_bytes, 1) if limit_bytes else 0.0,
+        'available_percent': percent_of(available, limit_bytes) or 0.0,
         'high_bytes': high, 'max_bytes': limit_bytes, 'swap_bytes': scope['swap_bytes'],
         'swap_max_bytes': scope['swap_max_bytes'], 'events': scope['events'],
         'inactive_file_bytes': scope['inactive_file_bytes'],
@@ -394,8 +490,22 @@ def effective_limit(root: str, system: dict[str, t.Any], notes: list[str], cgrou
 
 # ---------------------------------------------------------------- OOM
 
-_KILLED_RE = re.compile(r'(?P<memcg>Memory cgroup out of memory: )?Killed process (?P<pid>\d+) \((?P<name>[^)]*)\)'
-                        r'(?:.*?anon-rss:(?P<anon>\d+)kB)?(?:.*?file-rss:(?P<file>\d+)kB)?')
+_KILLED_RE = re.compile(r'(?P<memcg>Memory cgroup out of memory: )?Killed process (?P<pid>[0-9]{1,10}) \((?P<name>[^)]{0,256})\)'
+                        r'(?:.*?anon-rss:(?P<anon>[0-9]{1,19})kB)?(?:.*?file-rss:(?P<file>[0-9]{1,19})kB)?')
+_PID_RE = re.compile(r'[0-9]{1,10}')
+_DMESG_RE = re.compile(r'^\[\s*([0-9]{1,12}\.[0-9]{1,9})\]\s*(.*)$')
+
+
+def _utc(epoch: float | None) -> str | None:
+    """ISO time of an epoch read from the kernel log, or ``None`` when it is not a representable time."""
+    if epoch is None:
+        return None
+    try:
+        return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(epoch))
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
 _OOMKILL_PREFIX = 'oom-kill:'
 
 
@@ -407,21 +517,18 @@ def parse_kmsg(text: str, boot: float | None) -> list[dict[str, t.Any]]:
         usec = None
         head, sep, message = line.partition(';')
         fields = head.split(',')
-        if sep and len(fields) >= 3 and fields[0].isdigit():
-            try:
-                usec = int(fields[2])
-            except ValueError:
-                usec = None
+        if sep and len(fields) >= 3 and _PID_RE.fullmatch(fields[0]):
+            usec = int(fields[2]) if re.fullmatch(r'[0-9]{1,19}', fields[2]) else None
         else:
             message = line
-            match = re.match(r'^\[\s*(\d+\.\d+)\]\s*(.*)$', line)
+            match = _DMESG_RE.match(line)
             if match:
                 usec = int(float(match.group(1)) * 1e6)
                 message = match.group(2)
         at = message.find(_OOMKILL_PREFIX)
         if at >= 0:
             pairs = dict(item.split('=', 1) for item in message[at + len(_OOMKILL_PREFIX):].strip().split(',') if '=' in item)
-            if pairs.get('pid', '').isdigit():
+            if _PID_RE.fullmatch(pairs.get('pid', '')):
                 constraints[int(pairs['pid'])] = {'constraint': pairs.get('constraint'),
                                                   'memcg': pairs.get('oom_memcg') or pairs.get('task_memcg')}
             continue
@@ -432,10 +539,13 @@ def parse_kmsg(text: str, boot: float | None) -> list[dict[str, t.Any]]:
         extra = constraints.pop(pid, {})
         anon = int(found.group('anon')) * 1024 if found.group('anon') else None
         when = boot + usec / 1e6 if boot is not None and usec is not None else None
+        stamp = _utc(when)
+        if stamp is None:
+            when = None  # not a time this machine can represent: garbage in the log
         kills.append({
             'pid': pid, 'victim': found.group('name'), 'anon_rss_bytes': anon,
             'seconds_since_boot': round(usec / 1e6, 3) if usec is not None else None,
-            'time': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(when)) if when is not None else None,
+            'time': stamp,
             'epoch': when,
             'constraint': extra.get('constraint') or ('CONSTRAINT_MEMCG' if found.group('memcg') else None),
             'memcg': extra.get('memcg'),
@@ -551,14 +661,22 @@ def add_details(root: str, procs: list[dict[str, t.Any]], pids: set[int]) -> Non
 
 def in_cgroup(procs: list[dict[str, t.Any]], hierarchy: dict[str, t.Any], path: str) -> list[dict[str, t.Any]]:
     """The processes whose memory cgroup is ``path`` or below it."""
+    return split_by_cgroup(procs, hierarchy, path)[0]
+
+
+def split_by_cgroup(procs: list[dict[str, t.Any]], hierarchy: dict[str, t.Any],
+                    path: str) -> tuple[list[dict[str, t.Any]], list[dict[str, t.Any]]]:
+    """``(inside, outside)``: processes whose memory cgroup is ``path`` or below it, and all others.
+
+    A process whose cgroup is unknown, outside the mount or above the cgroup namespace is outside: it cannot
+    be shown to be charged to ``path``.
+    """
     key = 'memory' if hierarchy['version'] == 1 else 'unified'
-    prefix = path.rstrip('/') + '/'
-    result = []
+    inside, outside = [], []
     for proc in procs:
-        rel = relative_cgroup(hierarchy, (proc.get('cgroups') or {}).get(key))
-        if path == '/' or rel == path or rel.startswith(prefix):
-            result.append(proc)
-    return result
+        rel = cgroup_under_mount(hierarchy, (proc.get('cgroups') or {}).get(key))
+        (inside if in_subtree(rel, path) else outside).append(proc)
+    return inside, outside
 
 
 def _glob_re(patterns: list[str] | None) -> t.Pattern[str] | None:
@@ -571,24 +689,43 @@ def _glob_re(patterns: list[str] | None) -> t.Pattern[str] | None:
 def compile_matchers(user: list[dict[str, t.Any]] | None, defaults: bool = True) -> list[dict[str, t.Any]]:
     """Validate matchers (raising ValueError with the fix) and append the defaults."""
     result = []
+    if len(user or []) > MATCHERS_MAX:
+        raise ValueError('%d matchers given; at most %d are allowed.' % (len(user or []), MATCHERS_MAX))
     for index, raw in enumerate(list(user or []) + (DEFAULT_MATCHERS if defaults else [])):
+        if not isinstance(raw, dict):
+            raise ValueError('matchers[%d] is %r, not a dictionary with name and exe, process_name, unit or cmdline.' % (index, raw))
         matcher = dict(raw)
         name = matcher.get('name')
-        if not name:
+        if not name or not isinstance(name, str):
             raise ValueError('matchers[%d] has no name; give each matcher a name such as "anqicms-shop".' % index)
+        if len(name) > MATCHER_NAME_MAX or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise ValueError('matchers[%d] name %r: use at most %d printable characters, such as "anqicms-shop".'
+                             % (index, name[:MATCHER_NAME_MAX], MATCHER_NAME_MAX))
         if matcher.get('kind', 'other') not in KINDS:
             raise ValueError('matcher %s has kind %r; expected one of %s.' % (name, matcher.get('kind'), ', '.join(KINDS)))
         matcher.setdefault('kind', 'other')
         if not any(matcher.get(k) for k in ('exe', 'process_name', 'unit', 'cmdline')):
             raise ValueError('matcher %s matches nothing: give at least one of exe, process_name, unit or cmdline.' % name)
+        for field in ('exe', 'process_name', 'unit'):
+            patterns = matcher.get(field) or []
+            if isinstance(patterns, str) or not all(isinstance(p, str) for p in patterns):
+                raise ValueError('matcher %s: %s must be a list of shell-style patterns (strings).' % (name, field))
+            if len(patterns) > PATTERNS_MAX or any(len(p) > PATTERN_MAX or '\0' in p for p in patterns):
+                raise ValueError('matcher %s: %s takes at most %d patterns of at most %d characters, without NUL bytes.'
+                                 % (name, field, PATTERNS_MAX, PATTERN_MAX))
         pattern = matcher.get('cmdline')
         if pattern:
+            if not isinstance(pattern, str) or len(pattern) > PATTERN_MAX:
+                raise ValueError('matcher %s: cmdline must be a regular expression of at most %d characters.' % (name, PATTERN_MAX))
             try:
                 matcher['_cmdline_re'] = re.compile(pattern)
-            except re.error as exc:
-                raise ValueError('matcher %s: cmdline %r is not a valid regular expression (%s).' % (name, pattern, exc)) from exc
+            except (re.error, OverflowError, RecursionError, ValueError) as exc:
+                raise ValueError('matcher %s: cmdline %r is not a valid regular expression (%s).' % (name, pattern[:200], exc)) from exc
         for field in ('exe', 'process_name', 'unit'):
-            matcher['_%s_re' % field] = _glob_re(matcher.get(field))
+            try:
+                matcher['_%s_re' % field] = _glob_re(matcher.get(field))
+            except (re.error, OverflowError, RecursionError, ValueError) as exc:
+                raise ValueError('matcher %s: %s patterns cannot be used (%s).' % (name, field, exc)) from exc
         if matcher.get('per_executable') is None:
             matcher['per_executable'] = matcher['kind'] == 'anqicms'
         result.append(matcher)
@@ -613,9 +750,14 @@ def _sum_optional(values: list[int | None]) -> int | None:
     return sum(known) if known else None
 
 
-def group_services(procs: list[dict[str, t.Any]], matchers: list[dict[str, t.Any]], limit_bytes: int,
-                   hierarchy: dict[str, t.Any] | None = None, cgroup: dict[str, t.Any] | None = None) -> list[dict[str, t.Any]]:
-    """Group processes into services; children of a matched process belong to it."""
+def group_services(procs: list[dict[str, t.Any]], matchers: list[dict[str, t.Any]], limit_bytes: int | None,
+                   hierarchy: dict[str, t.Any] | None = None, cgroup: dict[str, t.Any] | None = None,
+                   in_limit: bool = True) -> list[dict[str, t.Any]]:
+    """Group processes into services; children of a matched process belong to it.
+
+    ``in_limit=False``: the processes are not charged to the effective limit; they get no share of it
+    (``share_of_limit`` is null) and no own-cgroup reading.
+    """
     by_pid = {p['pid']: p for p in procs}
     keys: dict[int, tuple[str, ...]] = {}
     meta: dict[tuple[str, ...], dict[str, t.Any]] = {}
@@ -664,10 +806,11 @@ def group_services(procs: list[dict[str, t.Any]], matchers: list[dict[str, t.Any
             'uss_bytes': _sum_optional([p.get('uss') for p in members]),
             'pss_bytes': _sum_optional([p.get('pss') for p in members]),
             'swap_bytes': _sum_optional([p.get('swap') for p in members]),
-            'share_of_limit': round(rss * 100.0 / limit_bytes, 1) if limit_bytes else None,
+            'share_of_limit': percent_of(rss, limit_bytes) if in_limit else None,
             'cgroup': None,
+            'in_limit': in_limit,
         }
-        if hierarchy is not None:
+        if hierarchy is not None and in_limit:
             service['cgroup'] = own_cgroup(hierarchy, cgroup, members, cg_cache)
         services.append(service)
     services.sort(key=lambda s: s['rss_bytes'], reverse=True)
@@ -678,7 +821,7 @@ def own_cgroup(hierarchy: dict[str, t.Any], cgroup: dict[str, t.Any] | None, mem
                cache: dict[str, dict[str, t.Any] | None]) -> dict[str, t.Any] | None:
     """The tightest limit set on the service's cgroup or an ancestor below the host's scope (a unit's MemoryMax, a container)."""
     key_name = 'memory' if hierarchy['version'] == 1 else 'unified'
-    paths = [relative_cgroup(hierarchy, (p.get('cgroups') or {}).get(key_name)) for p in members]
+    paths = [cgroup_under_mount(hierarchy, (p.get('cgroups') or {}).get(key_name)) for p in members]
     paths = [p for p in paths if p and p != '/']
     if not paths:
         return None
@@ -701,7 +844,7 @@ def own_cgroup(hierarchy: dict[str, t.Any], cgroup: dict[str, t.Any] | None, mem
     return {
         'path': best['path'], 'limit_bytes': best['max_bytes'], 'high_bytes': best['high_bytes'],
         'usage_bytes': best['usage_bytes'], 'working_set_bytes': best['working_set_bytes'],
-        'share': round(used * 100.0 / best['max_bytes'], 1) if used is not None and best['max_bytes'] else None,
+        'share': percent_of(used, best['max_bytes']),
         'oom_kills': (best.get('events') or {}).get('oom_kill'),
     }
 
@@ -767,8 +910,15 @@ def check_thresholds(th: dict[str, float]) -> list[str]:
     errors = []
     for key in ('available_warning', 'available_critical', 'service_limit_warning', 'service_limit_critical',
                 'psi_warning', 'psi_critical', 'swap_warning', 'swap_critical'):
-        if not 0 <= th[key] <= 100:
+        if not 0 <= th[key] <= 100:  # NaN fails this too
             errors.append('%s=%s is not a percentage between 0 and 100.' % (key, th[key]))
+    if not 0 < th['leak_mib_per_minute'] <= LEAK_MIB_PER_MINUTE_MAX:
+        errors.append('leak_mib_per_minute=%s must be above 0 and at most %d (MiB per minute).'
+                      % (th['leak_mib_per_minute'], LEAK_MIB_PER_MINUTE_MAX))
+    if not 0 <= th['oom_window'] <= OOM_WINDOW_MAX:
+        errors.append('oom_window=%s must be between 0 and %d seconds (ten years).' % (th['oom_window'], OOM_WINDOW_MAX))
+    if errors:
+        return errors  # orderings of values that are themselves wrong would only repeat them
     if th['available_critical'] >= th['available_warning']:
         errors.append('available_critical=%s must be below available_warning=%s (critical means less memory left than warning).'
                       % (th['available_critical'], th['available_warning']))
@@ -776,10 +926,18 @@ def check_thresholds(th: dict[str, float]) -> list[str]:
                       ('swap_warning', 'swap_critical')):
         if th[high] <= th[low]:
             errors.append('%s=%s must be above %s=%s.' % (high, th[high], low, th[low]))
-    if th['leak_mib_per_minute'] <= 0:
-        errors.append('leak_mib_per_minute=%s must be above 0.' % th['leak_mib_per_minute'])
-    if th['oom_window'] < 0:
-        errors.append('oom_window=%s must not be negative.' % th['oom_window'])
+    return errors
+
+
+def check_options(sample_seconds: float, samples: int, top: int) -> list[str]:
+    """Range errors of the sampling and listing options (NaN and infinities included), each naming the fix."""
+    errors = []
+    if not 0 <= sample_seconds <= SAMPLE_SECONDS_MAX:  # NaN fails this too
+        errors.append('sample_seconds=%s must be between 0 and %d (seconds; 0 takes one snapshot).' % (sample_seconds, SAMPLE_SECONDS_MAX))
+    if not SAMPLES_MIN <= samples <= SAMPLES_MAX:
+        errors.append('samples=%s: use between %d (fewer cannot tell a trend) and %d.' % (samples, SAMPLES_MIN, SAMPLES_MAX))
+    if not 0 <= top <= TOP_MAX:
+        errors.append('top=%s must be between 0 and %d.' % (top, TOP_MAX))
     return errors
 
 
@@ -799,8 +957,8 @@ def relevant_kills(oom: dict[str, t.Any], limit: dict[str, t.Any]) -> list[dict[
 
 
 def _culprit(service: dict[str, t.Any] | None) -> dict[str, t.Any] | None:
-    if service is None:
-        return None
+    if service is None or service.get('in_limit') is False:
+        return None  # a process not charged to the limit is never to blame for it
     return {k: service.get(k) for k in ('name', 'kind', 'exe', 'install_dir', 'unit', 'pids', 'rss_bytes', 'share_of_limit', 'cgroup')}
 
 
@@ -810,7 +968,7 @@ def verdict(facts: dict[str, t.Any], th: dict[str, float]) -> tuple[str, list[st
     reasons: list[str] = []
     blame: list[tuple[int, dict[str, t.Any]]] = []
     limit = facts['limit']
-    services = facts.get('services') or []
+    services = [s for s in facts.get('services') or [] if s.get('in_limit') is not False]
     where = 'the machine\'s RAM' if limit['source'] == 'meminfo' else 'the %s limit of %s' % (limit['source'], limit['cgroup_path'])
     pct = limit['available_percent']
     largest = next((s for s in services), None)
@@ -890,6 +1048,22 @@ def verdict(facts: dict[str, t.Any], th: dict[str, float]) -> tuple[str, list[st
 
 # ---------------------------------------------------------------- all together
 
+def counting_scope(limit: dict[str, t.Any], cgroup: dict[str, t.Any] | None, explicit: bool) -> str | None:
+    """The cgroup whose subtree holds the processes that count, or ``None`` when every process does.
+
+    With an explicit ``cgroup`` option: that cgroup. When the effective limit comes from a cgroup: the cgroup
+    that sets it (every process charged to that limit is in its subtree). When the limit is the machine's RAM:
+    every process counts.
+    """
+    if cgroup is None:
+        return None
+    if explicit:
+        return cgroup['self_path']
+    if limit['source'] != 'meminfo':
+        return limit['cgroup_path'] or '/'
+    return None
+
+
 def gather(psutil_mod: t.Any, th: dict[str, float], root: str = '/', matchers: list[dict[str, t.Any]] | None = None,
            top: int = 10, detailed: bool = True, sample_seconds: float = 0, samples: int = 4, cgroup_path: str | None = None,
            kernel_messages: bool = True, sleep: t.Callable[[float], None] = time.sleep) -> dict[str, t.Any]:
@@ -910,12 +1084,15 @@ def gather(psutil_mod: t.Any, th: dict[str, float], root: str = '/', matchers: l
     wants_cmdline = any(m.get('cmdline') for m in compiled)
 
     myself = os.getpid() if root == '/' else None
+    scope = counting_scope(limit, cgroup, cgroup_path is not None)
+    outside: list[dict[str, t.Any]] = []
 
     def scan() -> list[dict[str, t.Any]]:
         # The module's own process is left out: it is not a service, and it grows while it samples.
         found = [p for p in scan_processes(psutil_mod, root, detailed=False, cmdline=wants_cmdline) if p['pid'] != myself]
-        if cgroup_path and hierarchy is not None and cgroup is not None:
-            found = in_cgroup(found, hierarchy, cgroup['self_path'])
+        if scope is not None and hierarchy is not None:
+            # Only processes charged to the limiting cgroup (its subtree) count toward it, are ranked or blamed.
+            found, outside[:] = split_by_cgroup(found, hierarchy, scope)
         return found
 
     if sample_seconds > 0:
@@ -932,6 +1109,14 @@ def gather(psutil_mod: t.Any, th: dict[str, float], root: str = '/', matchers: l
         keys.update(pid for s in matched if s['kind'] != 'other' for pid in s['pids'])
         add_details(root, procs, keys)
     services = group_services(procs, compiled, limit['bytes'], hierarchy, cgroup)
+    names = {m['name'] for m in compiled}
+    outside_services = [s for s in group_services(outside, compiled, None, in_limit=False)
+                        if s['kind'] != 'other' or s['name'].split(':', 1)[0] in names]
+    if outside_services:
+        notes.append('%d service(s) run outside cgroup %s, whose processes are the ones judged, and are not counted toward '
+                     'its limit: %s (listed in outside_limit, never blamed).'
+                     % (len(outside_services), scope, ', '.join(s['name'] for s in outside_services[:5])
+                        + (' ...' if len(outside_services) > 5 else '')))
     hidden = [s for s in services if s['kind'] == 'anqicms' and not s['exe']]
     if hidden:
         notes.append('The executable of %d AnQiCMS process(es) (pids %s) is not readable, so instances cannot be told apart '
@@ -949,6 +1134,7 @@ def gather(psutil_mod: t.Any, th: dict[str, float], root: str = '/', matchers: l
         'system': system, 'limit': limit, 'cgroup': cgroup, 'pressure': pressure, 'pressure_note': pressure_note,
         'oom': oom, 'services': services, 'top': top_processes(procs, services, top), 'trend': trend,
         'process_count': len(procs), 'thresholds': dict(th),
+        'counted_cgroup': scope, 'outside_limit': outside_services,
     }
     level, reasons, culprit = verdict(facts, th)
     facts.update({'verdict': level, 'reasons': reasons, 'culprit': culprit, 'notes': notes})

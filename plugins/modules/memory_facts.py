@@ -23,6 +23,15 @@ description:
     minute and C(leak_suspected).
   - Read-only. Returns the facts as C(ansible_facts.opsguard_memory) and the same keys at the top level of the result.
   - The module's own process is not counted in RV(services) and RV(top).
+  - B(Only processes charged to the limit count.) When the effective limit comes from a cgroup, only the processes in
+    that cgroup and below it (RV(counted_cgroup)) are listed in RV(services) and RV(top), ranked and named as
+    RV(culprit). Named services outside it (a sibling cgroup, above the cgroup namespace, or whose cgroup cannot be
+    read) are listed in RV(outside_limit) with no share of the limit and are never the culprit. When the limit is the
+    machine's RAM every process counts.
+  - A share of a limit is never above 100 % (the RSS of processes counts shared pages once per process, so it can
+    add up to more than the memory they are charged).
+  - Every option is checked (NaN, infinities and out-of-range numbers included) before anything is read, and the
+    files read back from C(/proc), the cgroup hierarchy and C(/dev/kmsg) are treated as untrusted input.
   - Thresholds and their justification are documented in C(docs/modules/memory_facts.md) of the collection.
 author:
   - opsguard contributors (@opsguard)
@@ -50,7 +59,7 @@ attributes:
     platforms: linux
 options:
   available_warning:
-    description: Verdict C(warning) when less than this percentage of the effective limit is available.
+    description: Verdict C(warning) when less than this percentage of the effective limit is available (0 to 100, like every percentage option).
     type: float
     default: 25.0
   available_critical:
@@ -87,17 +96,17 @@ options:
     type: float
     default: 95.0
   oom_window:
-    description: Kernel OOM kills younger than this many seconds make the verdict at least C(warning).
+    description: Kernel OOM kills younger than this many seconds make the verdict at least C(warning). Between 0 and 315360000 (ten years).
     type: int
     default: 900
   sample_seconds:
     description:
       - Observe the services for this many seconds (O(samples) samples) and report growth per service.
-      - C(0) takes a single snapshot and returns RV(trend) as null.
+      - C(0) takes a single snapshot and returns RV(trend) as null. At most 3600.
     type: float
     default: 0
   samples:
-    description: Number of samples taken over O(sample_seconds), between 3 and 60 when sampling.
+    description: Number of samples taken over O(sample_seconds), between 3 and 60 (checked also when not sampling).
     type: int
     default: 4
   leak_mib_per_minute:
@@ -105,10 +114,11 @@ options:
       - A service is C(leak_suspected) when it grows at least this many MiB per minute (least squares over all samples)
         and at least 2 MiB in total, grows in at least half of the intervals and never shrinks by more than 1 % between
         two samples.
+      - Above 0 and at most 1048576.
     type: float
     default: 4.0
   top:
-    description: Number of largest processes returned in RV(top).
+    description: Number of largest processes returned in RV(top), between 0 and 10000.
     type: int
     default: 10
   detailed:
@@ -126,12 +136,16 @@ options:
     description:
       - Judge this cgroup (a path relative to the memory hierarchy's mount, for example C(/system.slice/anqicms.service))
         and its ancestors instead of the cgroup this module runs in.
-      - Only the processes in this cgroup and below it are listed in RV(services) and RV(top).
+      - Only the processes in this cgroup and below it are listed in RV(services) and RV(top) and can be the culprit.
+      - Must stay inside the hierarchy; C(..) components, control characters, an empty string, paths longer than 4096
+        characters and paths that resolve outside the hierarchy's mount are refused.
     type: str
   matchers:
     description:
       - Service matchers tried before the defaults, first match wins. A process matches when any given criterion matches.
       - Children of a matched process belong to its service.
+      - At most 100 matchers; names of at most 128 printable characters; at most 64 patterns of at most 1024 characters
+        (no NUL) per field; O(matchers[].cmdline) at most 1024 characters and a valid Python regular expression.
     type: list
     elements: dict
     default: []
@@ -282,10 +296,28 @@ services:
     uss_bytes: {description: "Sum of USS (null when unreadable).", type: int}
     pss_bytes: {description: "Sum of PSS (null when unreadable).", type: int}
     swap_bytes: {description: "Sum of swapped-out memory (null when unreadable).", type: int}
-    share_of_limit: {description: "RSS in percent of the effective limit.", type: float}
+    share_of_limit: {description: "RSS in percent of the effective limit, capped at 100 (RSS counts shared pages in every process).", type: float}
+    in_limit: {description: "Always true here: the service is charged to the effective limit (see RV(outside_limit)).", type: bool}
     cgroup: {description: "The service's own limit (C(path), C(limit_bytes), C(usage_bytes), C(working_set_bytes), C(share) in percent) or null.", type: dict}
     growth_bytes_per_minute: {description: "With sampling only.", type: int}
     leak_suspected: {description: "With sampling only.", type: bool}
+outside_limit:
+  description:
+    - Named services (a matcher's, or of a known kind) whose processes are outside RV(counted_cgroup), so not charged to
+      the effective limit, or whose cgroup cannot be read. Same keys as RV(services), with C(in_limit) false,
+      C(share_of_limit) and C(cgroup) null. They are never ranked against the limit nor named as RV(culprit).
+    - Empty when every process counts.
+  returned: success
+  type: list
+  elements: dict
+counted_cgroup:
+  description:
+    - "The cgroup (relative to the memory hierarchy's mount) whose subtree holds the processes in RV(services), RV(top) and
+      RV(culprit): O(cgroup) when given, else the cgroup that sets a cgroup limit. Null when the limit is the machine's
+      RAM and every process counts."
+  returned: success
+  type: str
+  sample: /system.slice/anqicms.service
 top:
   description: The largest processes (C(pid), C(name), C(exe), C(rss_bytes), C(uss_bytes), C(pss_bytes), C(swap_bytes), C(service)).
   returned: success
@@ -310,6 +342,7 @@ reasons:
 culprit:
   description:
     - The service to blame (C(name), C(kind), C(exe), C(install_dir), C(unit), C(pids), C(rss_bytes), C(share_of_limit), C(cgroup)).
+    - Always one of RV(services), so charged to the effective limit; never a process outside RV(counted_cgroup).
     - Null when the verdict is ok.
   returned: success
   type: dict
@@ -319,7 +352,7 @@ notes:
   type: list
   elements: str
 process_count:
-  description: Number of user-space processes seen.
+  description: Number of user-space processes seen that count (those in RV(counted_cgroup) when it is set).
   returned: success
   type: int
 thresholds:
@@ -375,14 +408,13 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     host = os.uname()[1]
     params = module.params
+    # Every option is checked before any work; NaN, infinities and huge numbers are refused with the range.
     thresholds = {key: float(params[key]) for key in THRESHOLD_OPTIONS}
     errors = memory.check_thresholds(thresholds)
-    if params['sample_seconds'] < 0 or params['sample_seconds'] > 3600:
-        errors.append('sample_seconds=%s must be between 0 and 3600.' % params['sample_seconds'])
-    if params['sample_seconds'] > 0 and not 3 <= params['samples'] <= 60:
-        errors.append('samples=%s: use between 3 (fewer cannot tell a trend) and 60 with sample_seconds > 0.' % params['samples'])
-    if params['top'] < 0:
-        errors.append('top=%s must not be negative.' % params['top'])
+    errors.extend(memory.check_options(float(params['sample_seconds']), params['samples'], params['top']))
+    cgroup_error = memory.check_cgroup_option(params['cgroup'])
+    if cgroup_error:
+        errors.append(cgroup_error)
     try:
         matchers = memory.compile_matchers(params['matchers'], params['default_matchers'])
     except ValueError as exc:

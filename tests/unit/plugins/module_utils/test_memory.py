@@ -510,7 +510,8 @@ def test_an_explicit_cgroup_limits_the_processes_to_its_subtree() -> None:
              {'pid': 3, 'cgroups': {'unified': '/system.slice/app.service2'}},
              {'pid': 4, 'cgroups': {}}]
     assert [p['pid'] for p in memory.in_cgroup(procs, hierarchy, '/system.slice/app.service')] == [1, 2]
-    assert [p['pid'] for p in memory.in_cgroup(procs, hierarchy, '/')] == [1, 2, 3, 4]
+    # a process whose cgroup is unknown cannot be shown to be charged to any cgroup, not even the root
+    assert [p['pid'] for p in memory.in_cgroup(procs, hierarchy, '/')] == [1, 2, 3]
 
 
 def test_unreadable_executables_are_a_note_with_the_fix() -> None:
@@ -518,3 +519,228 @@ def test_unreadable_executables_are_a_note_with_the_fix() -> None:
     facts = memory.gather(table, thresholds(), root('v2_container'))
     assert [s['name'] for s in facts['services']] == ['anqicms']
     assert any('pids 100, 101' in n and 'become: true' in n for n in facts['notes'])
+
+
+# ------------------------------------------------------------------ issue 11: only the limiting cgroup's subtree counts
+
+def _sibling_table(site1_mib: float = 205) -> SavedProcessTable:
+    """site1 inside the module's 256 MiB cgroup; bigger AnQiCMS instances outside it in every way a process can be."""
+    return SavedProcessTable([
+        SavedProcess(101, 1, 'anqicms', '/srv/site1/anqicms', int(site1_mib * MIB)),   # /site1.slice/...: inside
+        SavedProcess(202, 1, 'anqicms', '/srv/site2/anqicms', 400 * MIB),              # /site2.slice: a sibling
+        SavedProcess(303, 1, 'anqicms', '/srv/site3/anqicms', 600 * MIB),              # /../../other: above the namespace
+        SavedProcess(404, 1, 'anqicms', '/srv/site4/anqicms', 700 * MIB),              # no /proc/404/cgroup: unknown
+        SavedProcess(505, 1, 'anqicms', '/srv/site5/anqicms', 300 * MIB),              # /site1.slicex: a name prefix only
+    ])
+
+
+@pytest.mark.parametrize('case, source', [('v1_sibling_outside', 'cgroup v1'), ('v2_sibling_outside', 'cgroup v2')])
+def test_the_culprit_is_never_outside_the_limiting_cgroup(case: str, source: str) -> None:
+    facts = memory.gather(_sibling_table(), thresholds(), root(case), kernel_messages=False)
+    assert facts['limit']['source'] == source
+    assert facts['limit']['bytes'] == 256 * MIB and facts['limit']['cgroup_path'] == '/site1.slice'
+    assert facts['counted_cgroup'] == '/site1.slice'
+    assert facts['verdict'] == 'critical', facts['reasons']
+    assert facts['culprit']['name'] == 'anqicms:/srv/site1'
+    assert facts['culprit']['pids'] == [101]
+    assert facts['culprit']['share_of_limit'] == pytest.approx(80.1, abs=0.05)
+    assert [s['name'] for s in facts['services']] == ['anqicms:/srv/site1']
+    assert [p['pid'] for p in facts['top']] == [101]
+    assert facts['process_count'] == 1
+    outside = {s['name']: s for s in facts['outside_limit']}
+    assert set(outside) == {'anqicms:/srv/site%d' % n for n in (2, 3, 4, 5)}
+    assert all(s['in_limit'] is False and s['share_of_limit'] is None and s['cgroup'] is None for s in outside.values())
+    assert not any('site2' in r or 'site3' in r or 'site4' in r or 'site5' in r for r in facts['reasons'])
+    assert any('Largest: anqicms:/srv/site1 with 205 MiB (80.1 %)' in r for r in facts['reasons'])
+    assert any('outside cgroup /site1.slice' in n and 'never blamed' in n for n in facts['notes'])
+
+
+@pytest.mark.parametrize('case', ['v1_sibling_outside', 'v2_sibling_outside'])
+def test_a_share_of_the_limit_is_never_above_100_percent(case: str) -> None:
+    # RSS counts shared pages once per process, so the RSS of a cgroup's processes can exceed its limit
+    facts = memory.gather(_sibling_table(site1_mib=300), thresholds(), root(case), kernel_messages=False)
+    assert facts['culprit']['name'] == 'anqicms:/srv/site1'
+    assert facts['culprit']['share_of_limit'] == 100.0
+    assert facts['services'][0]['share_of_limit'] == 100.0
+    assert any('(100.0 %)' in r for r in facts['reasons'])
+
+
+def test_with_a_machine_limit_every_process_counts() -> None:
+    table = SavedProcessTable([SavedProcess(100, 1, 'anqicms', '/opt/a/anqicms', 100 * MIB),
+                               SavedProcess(999, 1, 'anqicms', '/opt/z/anqicms', 50 * MIB)])  # no cgroup file
+    facts = memory.gather(table, thresholds(), root('bare_no_psi'))
+    assert facts['counted_cgroup'] is None and facts['outside_limit'] == []
+    assert [s['name'] for s in facts['services']] == ['anqicms:/opt/a', 'anqicms:/opt/z']
+    assert all(s['in_limit'] is True for s in facts['services'])
+
+
+def test_the_verdict_never_blames_a_service_marked_outside_the_limit() -> None:
+    notes: list[str] = []
+    system = memory.system_memory(memory.read_meminfo(root('v1_sibling_outside'), notes))
+    limit, _cgroup = memory.effective_limit(root('v1_sibling_outside'), system, notes)
+    outsider = {'name': 'anqicms:/srv/site2', 'kind': 'anqicms', 'rss_bytes': 400 * MIB, 'share_of_limit': None,
+                'cgroup': None, 'in_limit': False, 'pids': [202]}
+    level, reasons, culprit = memory.verdict({'limit': limit, 'system': system, 'services': [outsider]}, thresholds())
+    assert level == 'critical' and culprit is None
+    assert not any('site2' in r for r in reasons)
+
+
+@pytest.mark.parametrize('mount_root, path, expected', [
+    ('/', '/a/b', '/a/b'),
+    ('/', '//a/./b/', '/a/b'),
+    ('/', '/', '/'),
+    ('/', '/../../other', None),          # above the cgroup namespace
+    ('/', '/a/../../proc', None),         # untrusted text never walks out of the mount
+    ('/', 'a/b', None),
+    ('/', '', None),
+    ('/', None, None),
+    ('/', '/a\0b', None),
+    ('/docker/ct1', '/docker/ct1/app', '/app'),
+    ('/docker/ct1', '/docker/ct1', '/'),
+    ('/docker/ct1', '/docker/ct10/app', None),  # outside the bind-mounted subtree, despite the common prefix
+    ('/docker/ct1', '/system.slice/x', None),
+])
+def test_cgroup_under_mount(mount_root: str, path: str | None, expected: str | None) -> None:
+    hierarchy = {'version': 2, 'mount': '/sys/fs/cgroup', 'mount_root': mount_root}
+    assert memory.cgroup_under_mount(hierarchy, path) == expected
+
+
+def test_processes_outside_a_bind_mounted_subtree_or_above_the_namespace_are_outside() -> None:
+    hierarchy = {'version': 1, 'mount': '/sys/fs/cgroup/memory', 'mount_root': '/docker/ct1'}
+    procs = [{'pid': 1, 'cgroups': {'memory': '/docker/ct1/app'}},
+             {'pid': 2, 'cgroups': {'memory': '/docker/ct10/app'}},
+             {'pid': 3, 'cgroups': {'memory': '/../x'}},
+             {'pid': 4, 'cgroups': {'memory': '/app'}}]  # as written outside the mount's root: a different cgroup
+    inside, outside = memory.split_by_cgroup(procs, hierarchy, '/')
+    assert [p['pid'] for p in inside] == [1]
+    assert [p['pid'] for p in outside] == [2, 3, 4]
+
+
+@pytest.mark.parametrize('value, message', [
+    ('../../../../proc', 'contains ".."'),
+    ('/system.slice/../../../proc', 'contains ".."'),
+    ('', 'is empty'),
+    ('   ', 'is empty'),
+    ('/a\0b', 'control characters'),
+    ('/a\nb', 'control characters'),
+    ('/' + 'a' * 5000, 'at most 4096'),
+])
+def test_bad_cgroup_options_are_refused(value: str, message: str) -> None:
+    error = memory.check_cgroup_option(value)
+    assert error is not None and message in error
+    system = memory.system_memory(memory.read_meminfo(root('v2_container'), []))
+    with pytest.raises(ValueError, match=message.replace('"', '.').replace('(', '.')):
+        memory.effective_limit(root('v2_container'), system, [], value)
+
+
+def test_a_cgroup_that_resolves_outside_the_hierarchy_is_refused(tmp_path: t.Any) -> None:
+    import shutil  # pylint: disable=import-outside-toplevel
+    case = str(tmp_path / 'case')
+    shutil.copytree(root('v2_container'), case, symlinks=True)
+    os.symlink(os.path.join(case, 'proc'), os.path.join(case, 'sys/fs/cgroup/escape'))
+    system = memory.system_memory(memory.read_meminfo(case, []))
+    with pytest.raises(ValueError, match='outside the memory hierarchy'):
+        memory.effective_limit(case, system, [], '/escape')
+    limit, _cgroup = memory.effective_limit(case, system, [], 'system.slice//app.service/')
+    assert limit['cgroup_path'] == '/system.slice/app.service'
+
+
+# ------------------------------------------------------------------ issue 11: kernel files are untrusted input
+
+@pytest.mark.parametrize('text', [
+    'some avg10=1.2.3 avg60=0.00 avg300=0.00 total=1\nfull avg10=. avg60=0.00 avg300=0.00 total=1',
+    'full avg10=999.00 avg60=0.00 avg300=0.00 total=1',
+    'full avg10=nan avg60=inf avg300=-1 total=-5',
+    'full avg10=1' + '0' * 400 + ' avg60=0 avg300=0 total=1',
+])
+def test_garbage_pressure_is_no_pressure(text: str) -> None:
+    assert memory.parse_pressure(text) is None
+
+
+@pytest.mark.parametrize('text', [
+    '6,1,%d,-;Killed process 77 (x) total-vm:1kB, anon-rss:1kB' % (10 ** 30),
+    '[%s.5] Killed process 77 (x)' % ('9' * 400),
+    '6,1,5,-;Killed process %s (x)' % ('7' * 5000),
+    '6,1,5,-;oom-kill:constraint=CONSTRAINT_MEMCG,pid=\u00b2\n6,1,6,-;Killed process 78 (y)',
+    '\x00\xff;;;,,,;Killed process (x)',
+])
+def test_garbage_kernel_log_lines_do_not_crash(text: str) -> None:
+    kills = memory.parse_kmsg(text, boot=float(2 ** 63))
+    assert all(k['time'] is None or k['time'].endswith('Z') for k in kills)
+
+
+def test_negative_and_absurd_numbers_in_kernel_files_are_ignored() -> None:
+    parsed = memory.parse_keyed('MemTotal: -5 kB\nMemFree: %d kB\nBuffers: 7 kB\nCached: nan kB' % (2 ** 70), scale_kb=True)
+    assert parsed == {'Buffers': 7 * KIB}
+    assert memory._int_or_none('-1') is None  # pylint: disable=protected-access
+    assert memory._int_or_none('NaN') is None  # pylint: disable=protected-access
+    assert memory.mib(10 ** 400) == 'unknown'
+
+
+@pytest.mark.parametrize('part, whole, expected', [
+    (300, 256, 100.0), (-5, 256, 0.0), (128, 256, 50.0), (1, 0, None), (1, -1, None), (None, 5, None),
+    (10 ** 400, 1, 100.0), (float('nan'), 1, None), (float('inf'), 1, 100.0), (1, float('nan'), None),
+    (10 ** 400, 10 ** 401, 10.0), (1, 3, 33.3), (2, 3, 66.7),
+])
+def test_percent_of_is_within_0_and_100(part: t.Any, whole: t.Any, expected: float | None) -> None:
+    assert memory.percent_of(part, whole) == expected
+
+
+def test_garbage_cgroup_files_give_no_share_above_100(tmp_path: t.Any) -> None:
+    import shutil  # pylint: disable=import-outside-toplevel
+    case = str(tmp_path / 'case')
+    shutil.copytree(root('v1_sibling_outside'), case)
+    slice_dir = os.path.join(case, 'sys/fs/cgroup/memory/site1.slice')
+    for name, text in (('memory.usage_in_bytes', '999999999999'), ('memory.stat', 'total_inactive_file -77\n'),
+                       ('memory.memsw.limit_in_bytes', '1'), ('memory.memsw.usage_in_bytes', '5')):
+        with open(os.path.join(slice_dir, name), 'w', encoding='ascii') as handle:
+            handle.write(text)
+    facts = memory.gather(_sibling_table(), thresholds(), case, kernel_messages=False)
+    assert facts['limit']['available_bytes'] == 0 and facts['limit']['available_percent'] == 0.0
+    assert facts['limit']['swap_max_bytes'] == 0 and facts['limit']['swap_bytes'] == 0
+    assert facts['culprit']['name'] == 'anqicms:/srv/site1'
+    assert all(0 <= s['share_of_limit'] <= 100 for s in facts['services'])
+
+
+@pytest.mark.parametrize('over, message', [
+    ({'available_warning': float('nan')}, 'available_warning=nan is not a percentage'),
+    ({'psi_critical': float('inf')}, 'psi_critical=inf is not a percentage'),
+    ({'leak_mib_per_minute': float('nan')}, 'leak_mib_per_minute=nan must be above 0 and at most'),
+    ({'leak_mib_per_minute': 1e308}, 'leak_mib_per_minute=1e+308 must be above 0 and at most'),
+    ({'oom_window': float(2 ** 64)}, 'oom_window=1.8446744073709552e+19 must be between 0 and'),
+    ({'oom_window': -1.0}, 'oom_window=-1.0 must be between 0 and'),
+])
+def test_non_finite_and_huge_thresholds_are_refused(over: dict[str, float], message: str) -> None:
+    errors = memory.check_thresholds(thresholds(**over))
+    assert any(message in e for e in errors), errors
+
+
+@pytest.mark.parametrize('args, message', [
+    ((float('nan'), 4, 10), 'sample_seconds=nan must be between 0 and 3600'),
+    ((float('inf'), 4, 10), 'sample_seconds=inf must be between 0 and 3600'),
+    ((-0.5, 4, 10), 'sample_seconds=-0.5'),
+    ((0.0, 2 ** 64, 10), 'samples=18446744073709551616: use between 3'),
+    ((0.0, -1, 10), 'samples=-1: use between 3'),
+    ((0.0, 4, 2 ** 64), 'top=18446744073709551616 must be between 0 and 10000'),
+    ((0.0, 4, -1), 'top=-1 must be between 0 and 10000'),
+])
+def test_sampling_and_listing_options_are_bounded(args: tuple[float, int, int], message: str) -> None:
+    assert any(message in e for e in memory.check_options(*args))
+    assert memory.check_options(0.0, 4, 10) == [] and memory.check_options(3600.0, 60, 10000) == []
+
+
+@pytest.mark.parametrize('matchers, message', [
+    ([{'name': 'x', 'cmdline': 'a{4294967296}'}], 'not a valid regular expression'),
+    ([{'name': 'x', 'cmdline': '(' * 2000 + ')' * 2000}], 'cmdline must be a regular expression of at most 1024'),
+    ([{'name': 'x', 'cmdline': '(' * 500 + ')' * 500}], 'not a valid regular expression'),
+    ([{'name': 'x', 'exe': ['/a\0b']}], 'without NUL bytes'),
+    ([{'name': 'x', 'exe': ['*'] * 65}], 'at most 64 patterns'),
+    ([{'name': 'x', 'exe': '/srv/x'}], 'must be a list'),
+    ([{'name': 'a\0b', 'exe': ['/x']}], 'printable characters'),
+    ([{'name': 'n' * 129, 'exe': ['/x']}], 'at most 128 printable characters'),
+    ([{'name': 'x', 'exe': ['/x']}] * 101, 'at most 100 are allowed'),
+    (['x'], 'not a dictionary'),
+])
+def test_hostile_matchers_are_refused_with_the_fix(matchers: list[t.Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace('(', '.')):
+        memory.compile_matchers(matchers)

@@ -50,6 +50,9 @@ def test_real_host_facts(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(parent) == 1 and parent[0]['rss_bytes'] > 0
     assert facts['trend'] is None
     assert facts['reasons'] and isinstance(facts['notes'], list)
+    assert all(s['in_limit'] is True for s in facts['services'])
+    assert all(s['in_limit'] is False and s['share_of_limit'] is None for s in facts['outside_limit'])
+    assert all(0 <= s['share_of_limit'] <= 100 for s in facts['services'] if s['share_of_limit'] is not None)
 
 
 def test_check_mode_returns_the_same_facts(capsys: pytest.CaptureFixture[str]) -> None:
@@ -69,6 +72,22 @@ def test_check_mode_returns_the_same_facts(capsys: pytest.CaptureFixture[str]) -
     ({'matchers': [{'name': 'shop', 'kind': 'anqicms'}]}, 'matcher shop matches nothing'),
     ({'matchers': [{'name': 'shop', 'cmdline': '[unclosed'}]}, 'not a valid regular expression'),
     ({'cgroup': '/no/such/cgroup.service'}, 'cgroup /no/such/cgroup.service does not exist'),
+    # issue 11 item 6: NaN and path traversal were accepted silently
+    ({'sample_seconds': 'nan'}, 'sample_seconds=nan must be between 0 and 3600'),
+    ({'sample_seconds': float('inf')}, 'sample_seconds=inf must be between 0 and 3600'),
+    ({'sample_seconds': 1e308}, 'sample_seconds=1e+308 must be between 0 and 3600'),
+    ({'cgroup': '../../../../proc'}, 'cgroup=\'../../../../proc\' contains ".."'),
+    ({'cgroup': ''}, "cgroup='' is empty"),
+    ({'cgroup': '/a\x00b'}, 'contains control characters'),
+    ({'available_warning': 'nan'}, 'available_warning=nan is not a percentage between 0 and 100'),
+    ({'swap_critical': '-inf'}, 'swap_critical=-inf is not a percentage'),
+    ({'leak_mib_per_minute': 'inf'}, 'leak_mib_per_minute=inf must be above 0 and at most 1048576'),
+    ({'oom_window': 2 ** 64}, 'oom_window=1.8446744073709552e+19 must be between 0 and 315360000'),
+    ({'samples': 0}, 'samples=0: use between 3'),
+    ({'top': 2 ** 64}, 'top=18446744073709551616 must be between 0 and 10000'),
+    ({'top': -1}, 'top=-1 must be between 0 and 10000'),
+    ({'matchers': [{'name': 'shop', 'cmdline': 'a{4294967296}'}]}, 'not a valid regular expression'),
+    ({'matchers': [{'name': 'shop', 'exe': ['/srv/\x00']}]}, 'without NUL bytes'),
 ])
 def test_bad_options_fail_clearly(capsys: pytest.CaptureFixture[str], args: dict[str, t.Any], expected: str) -> None:
     result = run(capsys, args)
@@ -102,5 +121,5 @@ def test_argument_spec_matches_the_documentation() -> None:
     assert set(doc['matchers']['suboptions']) == set(spec['matchers']['options'])
     returned = yaml.safe_load(memory_facts.RETURN)
     result_keys = {'system', 'limit', 'cgroup', 'pressure', 'pressure_note', 'oom', 'services', 'top', 'trend',
-                   'verdict', 'reasons', 'culprit', 'notes', 'process_count', 'thresholds'}
+                   'verdict', 'reasons', 'culprit', 'notes', 'process_count', 'thresholds', 'counted_cgroup', 'outside_limit'}
     assert result_keys <= set(returned)
