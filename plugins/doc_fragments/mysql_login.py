@@ -17,7 +17,9 @@ options:
     type: str
   login_password:
     description:
-      - Password of O(login_user). Passed to the client through a 0600 defaults file, never on a command line.
+      - Password of O(login_user). Handed to the client through an anonymous in-memory file (C(memfd), mode 0600)
+        inherited as C(--defaults-file=/dev/fd/N), never written to disk, never on a command line.
+      - Must not contain a line break or a NUL byte.
     type: str
   login_host:
     description:
@@ -25,7 +27,7 @@ options:
     type: str
   login_port:
     description:
-      - Database port instead of the configured one.
+      - Database port instead of the configured one, from 1 to 65535.
     type: int
   login_unix_socket:
     description:

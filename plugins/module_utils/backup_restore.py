@@ -82,30 +82,39 @@ def undo(step: dict, clients: dict) -> None:
     elif kind == 'rename_path':
         os.rename(step['dst'], step['src'])
     elif kind == 'mkdir':
-        shutil.rmtree(step['path'])
+        if step.get('empty'):
+            # A parent made for a swapped-in item: empty again once that item is back out.
+            os.rmdir(step['path'])
+        else:
+            shutil.rmtree(step['path'])
+
+
+def create_database(client: MysqlClient, key: str, database: str, journal: Journal, drop_contents: bool = False) -> None:
+    """CREATE DATABASE, journalled only once the server has confirmed it: a failed CREATE is never undone."""
+    client.run_sql('CREATE DATABASE %s %s;' % (quote_ident(database), CHARSET_SQL))
+    journal.add('create_db', client=key, database=database, drop_contents=drop_contents)
 
 
 def swap_tables(client: MysqlClient, key: str, live: str, staging: str, previous: str, journal: Journal) -> dict:
-    """Move the live tables into ``previous`` and the staged ones into ``live`` in one RENAME TABLE."""
+    """Move the live tables into ``previous`` and the staged ones into ``live`` in one RENAME TABLE.
+
+    Each step is its own statement and enters the journal only after it succeeded, so a rollback undoes
+    exactly what happened.
+    """
     info = client.schema_info([live, staging])
     old_tables = sorted(info[live]['tables'])
     new_tables = sorted(info[staging]['tables'])
-    statements = []
     if not info[live]['exists']:
-        statements.append('CREATE DATABASE %s %s;' % (quote_ident(live), CHARSET_SQL))
-        journal.add('create_db', client=key, database=live)
-    pairs = []
+        create_database(client, key, live, journal)
     if old_tables:
-        statements.append('CREATE DATABASE %s %s;' % (quote_ident(previous), CHARSET_SQL))
-        journal.add('create_db', client=key, database=previous)
-        pairs += ['%s.%s TO %s.%s' % (quote_ident(live), quote_ident(t), quote_ident(previous), quote_ident(t)) for t in old_tables]
+        create_database(client, key, previous, journal)
+    pairs = ['%s.%s TO %s.%s' % (quote_ident(live), quote_ident(t), quote_ident(previous), quote_ident(t)) for t in old_tables]
     pairs += ['%s.%s TO %s.%s' % (quote_ident(staging), quote_ident(t), quote_ident(live), quote_ident(t)) for t in new_tables]
     if pairs:
         # RENAME TABLE is atomic: all pairs move, or none does.
-        statements.append('RENAME TABLE %s;' % ', '.join(pairs))
-    client.run_sql('\n'.join(statements))
-    journal.add('rename_tables', client=key, live=live, staging=staging, previous=previous, old_tables=old_tables,
-                new_tables=new_tables)
+        client.run_sql('RENAME TABLE %s;' % ', '.join(pairs))
+        journal.add('rename_tables', client=key, live=live, staging=staging, previous=previous, old_tables=old_tables,
+                    new_tables=new_tables)
     return {'database': live, 'previous': previous if old_tables else None, 'tables': len(new_tables),
             'previous_tables': len(old_tables)}
 
@@ -123,7 +132,10 @@ def swap_items(root: str, stage: str, old: str, items: tuple, journal: Journal) 
             journal.add('rename_path', src=live, dst=os.path.join(old, item))
             moved_old.append(item)
         if os.path.lexists(staged):
-            os.makedirs(os.path.dirname(live), exist_ok=True)
+            parent = os.path.dirname(live)
+            if not os.path.isdir(parent):
+                os.mkdir(parent, 0o755)
+                journal.add('mkdir', path=parent, empty=True)
             os.rename(staged, live)
             journal.add('rename_path', src=staged, dst=live)
             moved_new.append(item)

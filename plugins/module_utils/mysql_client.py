@@ -1,11 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, opsguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run the MariaDB/MySQL command line clients with credentials in a private defaults file.
+"""Run the MariaDB/MySQL command line clients with credentials that never touch a disk.
 
-The password is written to a 0600 file inside a 0700 directory and handed to the client with
-``--defaults-file``; it never appears on a command line. Query results are read in batch mode
-and unescaped; nothing here loads a whole dump into memory.
+The ``[client]`` options (password included) live in an anonymous memory file (``memfd_create``,
+mode 0600) that has no name in any file system. Each client process inherits its descriptor
+(``pass_fds``) and reads it as ``--defaults-file=/dev/fd/N``; every open of ``/dev/fd/N`` starts at
+offset 0, so one descriptor serves any number of clients, side by side and for dumps of any length.
+The file disappears with the last descriptor: when this process exits or is SIGKILLed (and any
+client it started has ended), nothing is left behind. The password is never on a command line.
+Query results are read in batch mode and unescaped; nothing here loads a whole dump into memory.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 
 DUMP_BINARIES = ('mariadb-dump', 'mysqldump')
 CLIENT_BINARIES = ('mariadb', 'mysql')
@@ -85,8 +88,8 @@ def defaults_text(conn: dict) -> str:
         if value is None or value == '':
             continue
         text = str(value)
-        if '\n' in text or '\r' in text:
-            raise MysqlError('the %s of the database connection contains a line break' % key)
+        if '\n' in text or '\r' in text or '\0' in text:
+            raise MysqlError('the %s of the database connection contains a line break or a NUL byte' % key)
         if key == 'password':
             text = '"' + text.replace('\\', '\\\\').replace('"', '\\"') + '"'
         lines.append('%s=%s' % (key, text))
@@ -99,8 +102,48 @@ def defaults_text(conn: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def secret_fd(text: str) -> int:
+    """A 0600 anonymous memory file holding ``text``, positioned at 0; the caller closes it.
+
+    Falls back to an ``O_TMPFILE`` file (no name either, gone when closed) in ``/dev/shm`` where
+    ``memfd_create`` is missing (glibc < 2.27). Never a named file: a SIGKILL must not leave it behind.
+    """
+    data = text.encode('utf-8')
+    fd = -1
+    memfd_create = getattr(os, 'memfd_create', None)
+    if memfd_create is not None:
+        try:
+            fd = memfd_create('opsguard-mysql-client', getattr(os, 'MFD_CLOEXEC', 1))
+        except OSError:
+            fd = -1
+    if fd < 0 and hasattr(os, 'O_TMPFILE'):
+        for directory in ('/dev/shm', '/run/shm'):
+            try:
+                fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | getattr(os, 'O_CLOEXEC', 0), 0o600)
+                break
+            except OSError:
+                continue
+    if fd < 0:
+        raise MysqlError('cannot hand the database password to the client without writing it to a named file: this host '
+                         'has neither memfd_create nor O_TMPFILE on /dev/shm')
+    try:
+        # A memory file starts as 0777, and the clients ignore a world-writable option file.
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class MysqlClient(object):
-    """One server connection: a private defaults file plus helpers around the client binaries."""
+    """One server connection: options in an anonymous memory file plus helpers around the client binaries.
+
+    Every process started from ``client_cmd``/``dump_cmd`` must be given ``pass_fds=client.pass_fds``.
+    """
 
     def __init__(self, conn: dict, client: str | None = None, dump: str | None = None, timeout: float = 3600.0) -> None:
         self.conn = dict(conn)
@@ -109,12 +152,10 @@ class MysqlClient(object):
         if not self.client:
             raise MysqlError('neither mariadb nor mysql client binary was found on PATH; install mariadb-client')
         self.timeout = timeout
-        self._dir = tempfile.mkdtemp(prefix='opsguard-my-')
-        os.chmod(self._dir, 0o700)
-        self.defaults_file = os.path.join(self._dir, 'client.cnf')
-        fd = os.open(self.defaults_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, 'w') as handle:
-            handle.write(defaults_text(self.conn))
+        self._fd = secret_fd(defaults_text(self.conn))
+        self.pass_fds = (self._fd,)
+        # What the client opens: its own inherited copy of the descriptor, at offset 0 on every open.
+        self.defaults_file = ('/dev/fd/%d' if os.path.isdir('/dev/fd') else '/proc/self/fd/%d') % self._fd
 
     def describe(self) -> str:
         if self.conn.get('socket'):
@@ -124,7 +165,10 @@ class MysqlClient(object):
         return "user '%s' at %s" % (self.conn.get('user') or '', where)
 
     def close(self) -> None:
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            self.pass_fds = ()
 
     def __enter__(self) -> MysqlClient:
         return self
@@ -149,7 +193,7 @@ class MysqlClient(object):
         """Run statements through the client's stdin; return stdout or raise with its stderr."""
         try:
             proc = subprocess.run(self.client_cmd(database), input=sql.encode('utf-8'), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, timeout=self.timeout, check=False)
+                                  stderr=subprocess.PIPE, timeout=self.timeout, check=False, pass_fds=self.pass_fds)
         except subprocess.TimeoutExpired as exc:
             raise MysqlError('the database client did not answer within %ss (%s)' % (self.timeout, self.describe())) from exc
         if proc.returncode != 0:

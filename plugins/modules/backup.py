@@ -21,8 +21,17 @@ description:
   - Writes C(manifest.json) last (instance, sites, databases, artifacts with size and sha256, application and
     database versions, host, times) and only then makes the backup visible by renaming it from a hidden
     C(.partial-<id>) name to C(<dest>/<instance>/<id>). On any failure the partial directory is removed.
-  - Credentials are passed to the clients through a 0600 defaults file, never on a command line.
-  - Applies retention (O(keep) and/or O(keep_days)) after a successful backup; the newest good backup is never deleted.
+  - Credentials reach the clients through an anonymous in-memory file (C(memfd), mode 0600) inherited as
+    C(--defaults-file=/dev/fd/N), never a file on disk, never on a command line; it vanishes with the module, even
+    when the module is killed.
+  - Every option is checked (type, range, NaN, infinity, NUL bytes, path length) before any work; a refused task
+    has contacted no database, created no directory and deleted nothing.
+  - The partial directory is locked (C(flock)) and holds an owner record (PID, its start time, boot ID, host) while the
+    backup runs. Each backup first removes the C(.partial-*) directories of its instance that no process holds and whose
+    owner is proven dead (PID gone or reused, or an earlier boot), and reports them; anything else is left and reported.
+  - Applies retention (O(keep) and/or O(keep_days)) after a successful backup. Retention checks the sha256 of every
+    artifact of the backups it counts or deletes; a damaged backup is reported in RV(damaged), never counted as kept
+    and never deleted, so at least O(keep) backups that pass verification stay.
 author:
   - opsguard contributors (@opsguard)
 requirements:
@@ -36,10 +45,12 @@ options:
   instance:
     description:
       - Name of the instance, used as the directory under O(dest). Defaults to the base name of O(path).
+      - One path component of at most 255 bytes, not starting with a dot, without control characters.
     type: str
   dest:
     description:
       - Directory that holds the backups, one subdirectory per instance. Created (mode 0700) if missing.
+      - An absolute path. Refused when it lies inside what a site's backup archives (for example C(public/) of a site root).
     type: path
     required: true
   exe:
@@ -50,6 +61,7 @@ options:
   sites:
     description:
       - IDs of the sites to back up. Default is every site of the C(websites) table.
+      - Positive IDs; an empty list is refused (omit the option to back up every site).
     type: list
     elements: int
   cold:
@@ -73,23 +85,27 @@ options:
     default: false
   keep:
     description:
-      - Keep at least this many newest complete backups of the instance. Must be at least 1.
+      - Keep the newest this many backups of the instance that pass verification (sha256 of every artifact). From 1 to 100000.
+      - A damaged backup does not count and is not deleted; it is reported in RV(damaged).
     type: int
   keep_days:
     description:
-      - Keep every complete backup younger than this many days.
-      - With O(keep) as well, a backup is kept when either rule keeps it. The newest complete backup always stays.
+      - Keep every complete backup younger than this many days (age from its ID, at the time the task started).
+      - A finite number from 0 to 36500; NaN and infinities are refused.
+      - With O(keep) as well, a backup is kept when either rule keeps it. The newest backup that passes verification
+        always stays.
     type: float
   timeout:
     description:
-      - Limit in seconds for each dump and each scratch load.
+      - Limit in seconds for each dump and each scratch load. From 1 to 604800 (7 days).
     type: int
     default: 3600
 attributes:
   check_mode:
     support: full
     details:
-      - Discovers the sites and reports what would be backed up and which backups retention would remove.
+      - Discovers the sites and reports what would be backed up, which backups retention would remove (the new backup
+        counted, existing ones verified as in a real run) and which stale partial directories would be removed.
   diff_mode:
     support: none
   idempotent:
@@ -161,6 +177,41 @@ removed:
   type: list
   elements: str
   sample: [20251201T030000000000Z]
+damaged:
+  description:
+    - Backups of the instance that failed verification (checksums, when retention checked them; a missing or unreadable
+      manifest, always). Never counted as kept, never deleted.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"id": "20251202T030000000000Z", "error": "backup ... failed verification: site1-db.sql.gz has sha256 ..."}]
+retention_check:
+  description: What verifying backups for retention cost in this run.
+  returned: success
+  type: dict
+  contains:
+    backups:
+      description: Backups whose checksums were checked.
+      type: int
+    bytes:
+      description: Bytes read to check them.
+      type: int
+    seconds:
+      description: Seconds retention took, checks included.
+      type: float
+  sample: {"backups": 7, "bytes": 438000000, "seconds": 0.9}
+stale_partials_removed:
+  description: C(.partial-*) directories of killed backups of this instance removed (in check mode, that would be removed).
+  returned: success
+  type: list
+  elements: str
+  sample: [.partial-20251203T030000000000Z]
+partials_left:
+  description: C(.partial-*) directories that were left, with the reason (a backup still writes it, no owner record, ...).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"name": ".partial-20251203T030000000000Z", "reason": "a backup is still writing it (it holds its lock)"}]
 running:
   description: PIDs of processes running the instance's executable when the backup started.
   returned: always
@@ -187,9 +238,13 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import (
     FORMAT,
     PARTIAL_PREFIX,
     SITES_SQL,
+    KEEP_ITEMS,
+    MAX_TIMEOUT,
     BackupError,
     apply_retention,
     archive_files,
+    claim_partial,
+    clean_stale_partials,
     connection,
     disk_error,
     discover_sites,
@@ -197,14 +252,17 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import (
     fsync_dir,
     hostname,
     in_parallel,
+    int_problems,
     iso,
-    list_backups,
     load_dump,
+    name_problems,
     new_backup_id,
     now_utc,
+    path_problems,
     read_instance_config,
+    release_partial,
+    retention_problems,
     running_pids,
-    select_expired,
     write_manifest,
 )
 from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import (
@@ -238,7 +296,7 @@ def app_version(port: int, running: list) -> str | None:
 
 
 def dump_site(client: MysqlClient, site: dict, dest: str, timeout: int) -> dict:
-    return dump_database(client.dump_cmd(site['database']), dest, timeout=timeout)
+    return dump_database(client.dump_cmd(site['database']), dest, timeout=timeout, pass_fds=client.pass_fds)
 
 
 def scratch_stats(client: MysqlClient, artifact: str, timeout: int) -> dict:
@@ -246,20 +304,62 @@ def scratch_stats(client: MysqlClient, artifact: str, timeout: int) -> dict:
     scratch = 'opsguard_verify_%s' % uuid.uuid4().hex[:12]
     client.run_sql('CREATE DATABASE %s;' % quote_ident(scratch))
     try:
-        load_dump(client.client_cmd(scratch, batch=False), artifact, timeout=timeout)
+        load_dump(client.client_cmd(scratch, batch=False), artifact, timeout=timeout, pass_fds=client.pass_fds)
         return client.table_stats(scratch)
     finally:
         client.run_sql('DROP DATABASE IF EXISTS %s;' % quote_ident(scratch))
 
 
-def run(module: AnsibleModule) -> dict:
+def option_problems(p: dict) -> list:
+    """Every problem with the options, found before any work (nothing read from the database, nothing written)."""
+    problems = []
+    for option in ('path', 'dest', 'exe', 'login_unix_socket'):
+        problems += path_problems(option, p.get(option))
+    for option in ('login_user', 'login_host'):
+        if isinstance(p.get(option), str) and ('\0' in p[option] or '\n' in p[option] or '\r' in p[option]):
+            problems.append('%s contains a NUL byte or a line break; got %r' % (option, p[option][:100]))
+    if isinstance(p.get('login_password'), str) and ('\0' in p['login_password'] or '\n' in p['login_password']
+                                                     or '\r' in p['login_password']):
+        problems.append('login_password contains a NUL byte or a line break, which no client option file can carry')
+    if p.get('instance') is not None:
+        problems += name_problems('instance', p['instance'])
+    problems += retention_problems(p.get('keep'), p.get('keep_days'))
+    problems += int_problems('timeout', p.get('timeout'), 1, MAX_TIMEOUT, ' seconds')
+    problems += int_problems('login_port', p.get('login_port'), 1, 65535)
+    if p.get('sites') is not None:
+        if not p['sites']:
+            problems.append('sites is an empty list, which would back up nothing; omit sites to back up every site')
+        for site in p['sites']:
+            problems += int_problems('sites entry', site, 1, 2 ** 64 - 1, ' (an ID of the websites table)')
+    if p.get('compare_live') and not p.get('verify'):
+        problems.append('compare_live=true needs verify=true: the live databases are compared with the verified scratch copies')
+    if problems:
+        return problems
+    path = os.path.realpath(p['path'])
+    if os.path.lexists(path) and not os.path.isdir(path):
+        problems.append('path %s is not a directory: give the install directory of the instance' % p['path'])
+    if p.get('instance') is None:
+        problems += name_problems('instance (the base name of path)', os.path.basename(path))
+    dest = os.path.realpath(p['dest'])
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        problems.append('dest %s exists and is not a directory' % p['dest'])
+    elif not problems:
+        instance_dir = os.path.join(dest, p.get('instance') or os.path.basename(path))
+        if os.path.lexists(instance_dir) and not os.path.isdir(instance_dir):
+            problems.append('%s (dest/instance) exists and is not a directory' % instance_dir)
+    return problems
+
+
+def inside(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip('/') + '/')
+
+
+def run(module: AnsibleModule, report: dict) -> dict:
     p = module.params
     started = now_utc()
     t0 = time.monotonic()
     path = os.path.realpath(p['path'])
     instance = p['instance'] or os.path.basename(path)
-    if not instance or '/' in instance or instance.startswith('.'):
-        raise BackupError('instance name %r is not usable as a directory name; set instance:' % instance)
     exe = p['exe'] or os.path.join(path, 'anqicms')
     login = login_from_params(p)
     default = read_instance_config(path)
@@ -291,24 +391,39 @@ def run(module: AnsibleModule) -> dict:
                 raise BackupError('sites %s are not in the websites table of %s (known: %s)'
                                   % (unknown, default['database'], [s['id'] for s in sites]))
             sites = [s for s in sites if s['id'] in p['sites']]
-        for site in sites:
-            if not os.path.isdir(site['root']):
-                raise BackupError('site %d (%s) has root_path %s, which is not a directory: the site is broken; repair it or '
-                                  'leave it out with sites:' % (site['id'], site['name'], site['root']))
-        public_sites = [{'id': s['id'], 'name': s['name'], 'database': s['database'], 'root': s['root']} for s in sites]
         instance_dir = os.path.join(os.path.realpath(p['dest']), instance)
-        result = {'changed': False, 'sites': public_sites, 'running': running, 'removed': []}
+        for site in sites:
+            bad_root = path_problems('root_path', site['root'])
+            if bad_root or not os.path.isdir(site['root']):
+                raise BackupError('site %d (%s) has root_path %r, which is not a directory: the site is broken; repair it or '
+                                  'leave it out with sites:' % (site['id'], site['name'], site['root'][:200]))
+            for item in KEEP_ITEMS:
+                kept = os.path.realpath(os.path.join(site['root'], item))
+                if inside(os.path.realpath(instance_dir), kept):
+                    raise BackupError('the backups would go to %s, inside %s, which the backup of site %d archives: '
+                                      'choose a dest outside the site roots' % (instance_dir, kept, site['id']))
+        public_sites = [{'id': s['id'], 'name': s['name'], 'database': s['database'], 'root': s['root']} for s in sites]
+        result = report
+        result.update({'changed': False, 'sites': public_sites, 'running': running, 'removed': [], 'damaged': []})
+        backup_id = new_backup_id(started)
         if module.check_mode:
-            good = [g for g in list_backups(instance_dir)['good'] if g['instance'] == instance]
-            result['removed'] = [g['id'] for g in select_expired(good, p['keep'], p['keep_days'], now_utc())]
+            partials = clean_stale_partials(instance_dir, check_mode=True)
+            result.update({'stale_partials_removed': partials['removed'], 'partials_left': partials['left']})
+            retention = apply_retention(instance_dir, instance, p['keep'], p['keep_days'], started, check_mode=True, new_id=backup_id)
+            result.update(retention_result(retention))
             result['msg'] = 'would back up %d site(s) of %s into %s' % (len(sites), instance, instance_dir)
             return result
 
-        backup_id = new_backup_id(started)
         os.makedirs(instance_dir, mode=0o700, exist_ok=True)
+        partials = clean_stale_partials(instance_dir)
+        result.update({'stale_partials_removed': partials['removed'], 'partials_left': partials['left'],
+                       'changed': bool(partials['removed'])})
+        if partials['removed']:
+            module.warn('removed %d partial backup(s) of %s left by backups that were killed: %s'
+                        % (len(partials['removed']), instance, ', '.join(partials['removed'])))
         partial = os.path.join(instance_dir, PARTIAL_PREFIX + backup_id)
         final = os.path.join(instance_dir, backup_id)
-        os.mkdir(partial, 0o700)
+        lock = claim_partial(partial)
         try:
             artifacts = []
             manifest_sites = []
@@ -363,6 +478,7 @@ def run(module: AnsibleModule) -> dict:
                 'db_server': {'version': db_version}, 'verified': bool(p['verify']),
                 'sites': manifest_sites, 'artifacts': artifacts, 'complete': True,
             }
+            release_partial(lock)
             minfo = write_manifest(partial, manifest)
             fsync_dir(partial)
             os.rename(partial, final)
@@ -373,9 +489,15 @@ def run(module: AnsibleModule) -> dict:
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        removed = apply_retention(instance_dir, instance, p['keep'], p['keep_days'], now_utc())
+        finally:
+            os.close(lock)
+        # The age rule is judged at the time the task started, as check mode judges it: both name the same backups.
+        retention = apply_retention(instance_dir, instance, p['keep'], p['keep_days'], started, new_id=backup_id)
+        for error in retention['errors']:
+            module.warn(error)
+        result.update(retention_result(retention))
         result.update({
-            'changed': True, 'backup_id': backup_id, 'backup_path': final, 'artifacts': artifacts, 'removed': removed,
+            'changed': True, 'backup_id': backup_id, 'backup_path': final, 'artifacts': artifacts,
             'total_size': sum(a['size'] for a in artifacts) + minfo['size'], 'duration': round(time.monotonic() - t0, 3),
             'msg': 'backed up %d site(s) of %s into %s' % (len(sites), instance, final),
         })
@@ -383,6 +505,12 @@ def run(module: AnsibleModule) -> dict:
     finally:
         for c in clients.values():
             c.close()
+
+
+def retention_result(retention: dict) -> dict:
+    return {'removed': retention['removed'], 'damaged': retention['damaged'],
+            'retention_check': {'backups': retention['checked'], 'bytes': retention['checked_bytes'],
+                                'seconds': retention['check_seconds']}}
 
 
 def main() -> None:
@@ -404,15 +532,19 @@ def main() -> None:
         mutually_exclusive=[('login_host', 'login_unix_socket')],
         supports_check_mode=True,
     )
-    if module.params['compare_live'] and not module.params['verify']:
-        module.fail_json(msg='compare_live=true needs verify=true: the live databases are compared with the verified scratch copies')
+    problems = option_problems(module.params)
+    if problems:
+        module.fail_json(msg='backup refused on %s, nothing was done: %s' % (hostname(), '; '.join(problems)))
+    report: dict = {}
     try:
-        result = run(module)
+        result = run(module, report)
     except (BackupError, MysqlError) as exc:
-        module.fail_json(msg='backup of %s on %s failed: %s' % (module.params['path'], hostname(), exc))
+        report.pop('msg', None)
+        module.fail_json(msg='backup of %s on %s failed: %s' % (module.params['path'], hostname(), exc), **report)
     except OSError as exc:
+        report.pop('msg', None)
         module.fail_json(msg='backup of %s on %s failed: %s' % (module.params['path'], hostname(), exc),
-                         exception=traceback.format_exc())
+                         exception=traceback.format_exc(), **report)
     module.exit_json(**result)
 
 

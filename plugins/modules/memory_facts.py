@@ -364,7 +364,7 @@ thresholds:
 import os
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 try:
     import psutil
@@ -375,6 +375,7 @@ else:
     PSUTIL_IMPORT_ERROR = None
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils import memory
+from ansible_collections.opsguard.anqicms.plugins.module_utils.options import new_module
 
 THRESHOLD_OPTIONS = ('available_warning', 'available_critical', 'service_limit_warning', 'service_limit_critical',
                      'psi_warning', 'psi_critical', 'swap_warning', 'swap_critical', 'leak_mib_per_minute', 'oom_window')
@@ -405,7 +406,7 @@ def argument_spec() -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = new_module(argument_spec(), 'memory_facts', supports_check_mode=True)
     host = os.uname()[1]
     params = module.params
     # Every option is checked before any work; NaN, infinities and huge numbers are refused with the range.

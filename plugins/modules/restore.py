@@ -14,6 +14,11 @@ description:
   - Restores a backup written by M(opsguard.anqicms.backup).
   - Verifies the manifest and the size and sha256 of every artifact B(before touching anything); a damaged
     backup is refused and the live data stays as it is.
+  - The manifest is untrusted input, so its whole schema is checked first (type and range of every field used, site
+    IDs, database names, absolute normalised site roots with no C(..), plain artifact names, sha256 format, sizes).
+    A refusal names the backup directory and the field, for example C(manifest field sites[0].root).
+  - Every option is checked before anything else (absolute paths without NUL bytes, O(timeout) and O(login_port)
+    ranges, finite integers); a refusal names the option and the value and touches nothing.
   - Refuses while the instance runs (a process whose resolved C(/proc/PID/exe) is the instance's executable),
     unless O(force=true).
   - Loads each site's dump into a staging database, checks it against the row counts and C(CHECKSUM TABLE)
@@ -23,7 +28,9 @@ description:
     (C(config.json), C(template/), C(public/), C(data/), C(cache/.history)) in by rename; the previous items
     move into C(<root>/.opsguard-old-<token>/).
   - On any failure every step done is undone, in reverse order, and the result says what happened.
-  - Credentials are passed to the clients through a 0600 defaults file, never on a command line.
+  - Credentials reach the clients through an anonymous in-memory file (C(memfd), mode 0600) inherited as
+    C(--defaults-file=/dev/fd/N), never a file on disk, never on a command line; it vanishes with the module, even
+    when the module is killed.
 author:
   - opsguard contributors (@opsguard)
 requirements:
@@ -31,33 +38,40 @@ requirements:
 options:
   path:
     description:
-      - Install directory of the instance (the root of site 1).
+      - Install directory of the instance (the root of site 1). An absolute path, not C(/).
     type: path
     required: true
   instance:
     description:
       - Name of the instance. Defaults to the base name of O(path). Must match the manifest's instance.
+      - A directory name of 1 to 255 characters, without C(/), not starting with C(.).
     type: str
   dest:
     description:
-      - Directory that holds the backups (as for M(opsguard.anqicms.backup)). Needed unless O(backup_path) is set.
+      - Directory that holds the backups (as for M(opsguard.anqicms.backup)). Needed unless O(backup_path) is set;
+        mutually exclusive with it. An absolute path.
     type: path
   backup_id:
     description:
-      - ID of the backup to restore, or V(latest) for the newest complete one under O(dest).
+      - ID of the backup to restore (C(YYYYmmddTHHMMSS[ffffff]Z)), or V(latest) for the newest backup under O(dest).
+      - V(latest) is the newest backup by ID, never an older one in its place. If the newest one is damaged (no
+        manifest, an invalid or incomplete manifest, another instance's, a checksum mismatch), the task fails naming
+        it; name an older backup explicitly to restore that one. C(.partial-*) directories of unfinished backups
+        are not backups and are ignored.
     type: str
     default: latest
   backup_path:
     description:
-      - Directory of the backup to restore, instead of O(dest) and O(backup_id).
+      - Directory of the backup to restore, instead of O(dest) and O(backup_id). An absolute path.
     type: path
   exe:
     description:
-      - Executable of the instance. Defaults to C(anqicms) in O(path).
+      - Executable of the instance. Defaults to C(anqicms) in O(path). An absolute path.
     type: path
   sites:
     description:
-      - IDs of the sites to restore. Default is every site in the backup.
+      - IDs of the sites to restore (positive integers). Default is every site in the backup.
+      - An empty list is refused rather than read as "every site".
     type: list
     elements: int
   databases:
@@ -89,7 +103,7 @@ options:
     default: true
   timeout:
     description:
-      - Limit in seconds for loading each dump.
+      - Limit in seconds for loading each dump and for each database client call, from 1 to 604800 (7 days).
     type: int
     default: 3600
 attributes:
@@ -182,6 +196,7 @@ import uuid
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import (
+    ID_RE,
     KEEP_ITEMS,
     SITES_SQL,
     BackupError,
@@ -196,10 +211,16 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import (
     running_pids,
     verify_backup,
 )
-from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_restore import Journal, derived_name, swap_items, swap_tables
-from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import (
-    MysqlClient, MysqlError, login_argument_spec, login_from_params, quote_ident,
+from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_restore import (
+    Journal, create_database, derived_name, swap_items, swap_tables,
 )
+from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import (
+    MysqlClient, MysqlError, defaults_text, login_argument_spec, login_from_params, quote_ident,
+)
+from ansible_collections.opsguard.anqicms.plugins.module_utils.options import new_module
+
+MAX_TIMEOUT = 7 * 86400
+MAX_PATH = 4096
 
 
 class RestoreError(Exception):
@@ -208,13 +229,67 @@ class RestoreError(Exception):
         self.rolled_back = rolled_back or []
 
 
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + '...'
+
+
+def option_problems(p: dict) -> list:
+    """Every problem with the options, each naming the option, the value and what is expected. Touches nothing."""
+    problems = []
+    for name in ('path', 'dest', 'backup_path', 'exe'):
+        value = p.get(name)
+        if value is None and name != 'path':
+            continue
+        if not isinstance(value, str) or not value.startswith('/') or '\0' in value or len(value) > MAX_PATH:
+            problems.append('%s=%s must be an absolute path (no NUL byte, at most %d characters)' % (name, _show(value), MAX_PATH))
+    if isinstance(p.get('path'), str) and p['path'].startswith('/') and os.path.normpath(p['path']) == '/':
+        problems.append('path=/ is not an AnQiCMS install directory')
+    instance = p.get('instance')
+    if instance is not None and (not instance or '/' in instance or instance.startswith('.') or '\0' in instance
+                                 or len(instance) > 255):
+        problems.append('instance=%s must be a directory name (1-255 characters, no "/", not starting with ".")' % _show(instance))
+    if p.get('backup_path') is None:
+        backup_id = p.get('backup_id')
+        if not isinstance(backup_id, str) or (backup_id != 'latest' and not ID_RE.fullmatch(backup_id)):
+            problems.append("backup_id=%s must be 'latest' or a backup ID of the form YYYYmmddTHHMMSS[ffffff]Z" % _show(backup_id))
+    if p.get('sites') is not None:
+        if not p['sites']:
+            problems.append('sites=[] names no site: leave sites out to restore every site of the backup')
+        bad = [s for s in p['sites'] if not 1 <= s <= 2 ** 63 - 1]
+        if bad:
+            problems.append('sites=%s: site IDs are positive integers, got %s' % (_show(p['sites']), _show(bad)))
+    timeout = p.get('timeout')
+    if not 1 <= timeout <= MAX_TIMEOUT:
+        problems.append('timeout=%s must be from 1 to %d seconds (7 days)' % (_show(timeout), MAX_TIMEOUT))
+    port = p.get('login_port')
+    if port is not None and not 1 <= port <= 65535:
+        problems.append('login_port=%s must be a TCP port from 1 to 65535' % _show(port))
+    for name in ('login_user', 'login_host', 'login_unix_socket', 'login_password'):
+        value = p.get(name)
+        if value is None:
+            continue
+        shown = '(hidden)' if name == 'login_password' else _show(value)
+        if '\0' in value or '\n' in value or '\r' in value:
+            problems.append('%s=%s must not contain a NUL byte or a line break' % (name, shown))
+        elif len(value) > MAX_PATH:
+            problems.append('%s=%s is longer than %d characters' % (name, shown, MAX_PATH))
+    if not problems:
+        try:
+            defaults_text(login_from_params(p))
+        except MysqlError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def default_connection(path: str, stage_dirs: dict) -> dict | None:
     """Site 1's connection: the live config.json, else the one staged from the backup."""
     for candidate in (path, stage_dirs.get(1)):
         if candidate:
             try:
                 return read_instance_config(candidate)
-            except BackupError:
+            except (BackupError, ValueError, TypeError, AttributeError):
+                # Unusable (missing, not JSON, wrong types): try the next candidate.
                 continue
     return None
 
@@ -223,6 +298,8 @@ def run(module: AnsibleModule, journal: Journal, clients: dict) -> dict:
     p = module.params
     path = os.path.realpath(p['path'])
     instance = p['instance'] or os.path.basename(path)
+    if not instance or instance.startswith('.'):
+        raise BackupError('the base name of path %s (%r) is no instance name; set instance:' % (path, instance))
     if p['backup_path']:
         directory = os.path.realpath(p['backup_path'])
     elif p['dest']:
@@ -239,7 +316,7 @@ def run(module: AnsibleModule, journal: Journal, clients: dict) -> dict:
         raise BackupError('instance %s runs (PIDs %s of %s); nothing was changed: stop it first '
                           '(opsguard.anqicms.graceful_stop) or set force=true' % (instance, running, exe))
     sites = manifest['sites']
-    if p['sites']:
+    if p['sites'] is not None:
         unknown = sorted(set(p['sites']) - set(s['id'] for s in sites))
         if unknown:
             raise BackupError('sites %s are not in backup %s (it has %s)' % (unknown, manifest['id'], [s['id'] for s in sites]))
@@ -249,12 +326,14 @@ def run(module: AnsibleModule, journal: Journal, clients: dict) -> dict:
     plan = []
     for site in sites:
         root = path if site['id'] == 1 else site['root']
-        files_art = next((a for a in manifest['artifacts'] if a['name'] == site['files_artifact']), {})
-        restore_db = p['databases'] and not (site.get('db_shared_with') and any(s['id'] == site['db_shared_with'] for s in sites))
+        files_art = next((a for a in manifest['artifacts'] if a['name'] == site.get('files_artifact')), {})
+        restore_db = p['databases'] and site.get('db_artifact') is not None and \
+            not (site.get('db_shared_with') and any(s['id'] == site['db_shared_with'] for s in sites))
+        restore_files = p['files'] and site.get('files_artifact') is not None
         plan.append({'site': site['id'], 'database': site['database'] if restore_db else None,
                      'staging_database': derived_name(site['database'], 'new', token) if restore_db else None,
-                     'root': root if p['files'] else None, 'items': files_art.get('items', []) if p['files'] else [],
-                     'staging_dir': os.path.join(root, '.opsguard-new-' + token) if p['files'] else None})
+                     'root': root if restore_files else None, 'items': (files_art.get('items') or []) if restore_files else [],
+                     'staging_dir': os.path.join(root, '.opsguard-new-' + token) if restore_files else None})
     result = {'changed': False, 'backup_id': manifest['id'], 'backup_path': directory, 'plan': plan, 'running': running}
     if module.check_mode:
         result['changed'] = True
@@ -268,6 +347,8 @@ def run(module: AnsibleModule, journal: Journal, clients: dict) -> dict:
     def stage_files() -> None:
         for site, step in zip(sites, plan):
             root = step['root']
+            if root is None:
+                continue
             if not os.path.isdir(root):
                 os.makedirs(root, mode=0o755)
                 journal.add('mkdir', path=root)
@@ -298,12 +379,14 @@ def run(module: AnsibleModule, journal: Journal, clients: dict) -> dict:
                 clients[key] = MysqlClient(c, timeout=p['timeout'])
             client = clients[key]
             staging = step['staging_database']
-            journal.add('create_db', client=key, database=staging, drop_contents=True)
-            create = 'CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\nUSE %s;\n' % (
-                quote_ident(staging), quote_ident(staging))
+            try:
+                # Journalled only once it exists: a CREATE refused (wrong credentials, no grant) is never "undone".
+                create_database(client, key, staging, journal, drop_contents=True)
+            except MysqlError as exc:
+                raise BackupError('creating staging database %s for site %d failed: %s' % (staging, site['id'], exc)) from None
             try:
                 load_dump(client.client_cmd(batch=False), os.path.join(directory, site['db_artifact']), timeout=p['timeout'],
-                          prefix=create.encode('utf-8'))
+                          prefix=('USE %s;\n' % quote_ident(staging)).encode('utf-8'), pass_fds=client.pass_fds)
             except BackupError as exc:
                 raise BackupError('loading the dump of site %d into staging database %s failed: %s' % (site['id'], staging, exc)) from None
             info = client.schema_info([staging])[staging]
@@ -322,9 +405,9 @@ def run(module: AnsibleModule, journal: Journal, clients: dict) -> dict:
             staged_db[site['id']] = (client, key, staging)
 
     jobs = []
-    if p['databases']:
+    if any(step['database'] for step in plan):
         jobs.append((stage_databases,))
-    if p['files']:
+    if any(step['root'] for step in plan):
         jobs.append((stage_files,))
     if len(jobs) == 2 and default_connection(path, {}) is None:
         # The credentials come from the backup's config.json: files first.
@@ -367,38 +450,47 @@ def run(module: AnsibleModule, journal: Journal, clients: dict) -> dict:
     return result
 
 
+ARGUMENT_SPEC = dict(
+    path=dict(type='path', required=True),
+    instance=dict(type='str'),
+    dest=dict(type='path'),
+    backup_id=dict(type='str', default='latest'),
+    backup_path=dict(type='path'),
+    exe=dict(type='path'),
+    sites=dict(type='list', elements='int'),
+    databases=dict(type='bool', default=True),
+    files=dict(type='bool', default=True),
+    force=dict(type='bool', default=False),
+    keep_previous=dict(type='bool', default=True),
+    check_tables=dict(type='bool', default=True),
+    timeout=dict(type='int', default=3600),
+    **login_argument_spec()
+)
+
+
+def build_module() -> AnsibleModule:
+    """The AnsibleModule; an infinite value for an integer option is refused with a message (see new_module)."""
+    return new_module(ARGUMENT_SPEC, 'restore', required_one_of=[('dest', 'backup_path')],
+                      mutually_exclusive=[('login_host', 'login_unix_socket'), ('dest', 'backup_path')], supports_check_mode=True)
+
+
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type='path', required=True),
-            instance=dict(type='str'),
-            dest=dict(type='path'),
-            backup_id=dict(type='str', default='latest'),
-            backup_path=dict(type='path'),
-            exe=dict(type='path'),
-            sites=dict(type='list', elements='int'),
-            databases=dict(type='bool', default=True),
-            files=dict(type='bool', default=True),
-            force=dict(type='bool', default=False),
-            keep_previous=dict(type='bool', default=True),
-            check_tables=dict(type='bool', default=True),
-            timeout=dict(type='int', default=3600),
-            **login_argument_spec()
-        ),
-        required_one_of=[('dest', 'backup_path')],
-        mutually_exclusive=[('login_host', 'login_unix_socket')],
-        supports_check_mode=True,
-    )
+    module = build_module()
+    problems = option_problems(module.params)
+    if problems:
+        module.fail_json(msg='restore of %s on %s refused, nothing was touched: %s'
+                         % (_show(module.params['path']), hostname(), '; '.join(problems)))
     journal = Journal()
     clients: dict = {}
     where = 'restore of %s on %s' % (module.params['path'], hostname())
     try:
         try:
             result = run(module, journal, clients)
-        except (BackupError, MysqlError, OSError) as exc:
+        except Exception as exc:  # pylint: disable=broad-except
+            # Whatever failed, undo exactly the steps done; unexpected errors keep their traceback.
             changed = bool(journal.steps)
             problems = journal.rollback(clients)
-            tb = traceback.format_exc() if isinstance(exc, OSError) else None
+            tb = None if isinstance(exc, (BackupError, MysqlError)) else traceback.format_exc()
             if problems:
                 msg = '%s failed: %s; ROLLBACK INCOMPLETE: %s' % (where, exc, '; '.join(problems))
             elif changed:

@@ -10,6 +10,11 @@ attachments), a site root with uploads, and times in the same run, alternating:
   module restore    python -m ...modules.restore (sha256 verification first, staging DB, RENAME TABLE swap,
                     staged files swapped by rename)
 The goal is a ratio (module / baseline, medians) of at most 1.15 for both.
+
+Then the cost of retention's checksum checks (--keep K, default 7): with K backups of the same data in place,
+a module backup without retention and one with keep=K (which checks the sha256 of the K-1 older kept backups
+and of the one that expires) alternate; the module's own ``retention_check`` (backups, bytes, seconds) is
+reported with both wall times.
 """
 from __future__ import annotations
 
@@ -96,11 +101,38 @@ def populate(db: PrivateMariaDB, root: pathlib.Path, rows: int, files: int) -> N
                                                             'host': '127.0.0.1', 'port': db.port}, 'server': {'port': 1}}))
 
 
+def measure_retention(root: pathlib.Path, dest: pathlib.Path, work: pathlib.Path, keep: int, repeat: int) -> dict:
+    """Wall time of a backup without retention and with keep=``keep`` (checksums of the kept and expiring backups)."""
+    instance_dir = dest / root.name
+    while len([p for p in instance_dir.iterdir() if not p.name.startswith('.')]) < keep:
+        module('backup', {'path': str(root), 'dest': str(dest)}, work)
+    plain, kept, checks = [], [], []
+    for rep in range(repeat):
+        def without() -> None:
+            plain.append(timed(lambda: module('backup', {'path': str(root), 'dest': str(dest)}, work)))
+
+        def with_keep() -> None:
+            out: dict = {}
+            kept.append(timed(lambda: out.update(module('backup', {'path': str(root), 'dest': str(dest), 'keep': keep}, work))))
+            checks.append(out['retention_check'])
+        for step in ([without, with_keep] if rep % 2 == 0 else [with_keep, without]):
+            step()
+    seconds = statistics.median(c['seconds'] for c in checks)
+    checked_bytes = statistics.median(c['bytes'] for c in checks)
+    return {
+        'keep': keep, 'checked_backups': statistics.median(c['backups'] for c in checks), 'checked_bytes': checked_bytes,
+        'check_seconds': round(seconds, 3), 'check_MB_per_s': round(checked_bytes / 1e6 / seconds, 1) if seconds else None,
+        'backup_without_retention_s': round(statistics.median(plain), 3), 'backup_with_keep_s': round(statistics.median(kept), 3),
+        'runs': {'without': plain, 'with_keep': kept, 'checks': checks},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--rows', type=int, default=100000)
     parser.add_argument('--files', type=int, default=1000)
     parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--keep', type=int, default=7, help='retention to measure the checksum checks of (0: skip)')
     parser.add_argument('--json')
     opts = parser.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix='bench-backup-'))
@@ -166,6 +198,8 @@ def main() -> None:
             'goal_ratio': 1.15, **sizes,
         }
         report['goal_met'] = report['backup_ratio'] <= 1.15 and report['restore_ratio'] <= 1.15
+        if opts.keep > 0:
+            report['retention'] = measure_retention(root, dest, work, opts.keep, opts.repeat)
         text = json.dumps(report, indent=2)
         sys.stdout.write(text + '\n')
         if opts.json:

@@ -19,6 +19,9 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import (
     BackupError,
     archive_files,
     apply_retention,
+    claim_partial,
+    clean_stale_partials,
+    config_port,
     connection,
     discover_sites,
     dump_database,
@@ -26,7 +29,12 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import (
     find_backup,
     list_backups,
     load_dump,
+    name_problems,
     parse_site_mysql,
+    path_problems,
+    plan_retention,
+    release_partial,
+    retention_problems,
     read_instance_config,
     running_pids,
     select_expired,
@@ -49,8 +57,9 @@ def make_backup(instance_dir: pathlib.Path, backup_id: str, instance: str = 'sho
     directory.mkdir(parents=True)
     (directory / 'site1-db.sql.gz').write_bytes(payload)
     manifest = {'format': FORMAT, 'id': backup_id, 'instance': instance, 'complete': True,
-                'sites': [{'id': 1, 'database': 'db', 'db_artifact': 'site1-db.sql.gz', 'files_artifact': None}],
-                'artifacts': [{'name': 'site1-db.sql.gz', 'size': len(payload), 'sha256': hashlib.sha256(payload).hexdigest()}]}
+                'sites': [{'id': 1, 'database': 'db', 'root': '/srv/shop', 'db_artifact': 'site1-db.sql.gz', 'files_artifact': None}],
+                'artifacts': [{'name': 'site1-db.sql.gz', 'kind': 'db', 'site': 1, 'size': len(payload),
+                               'sha256': hashlib.sha256(payload).hexdigest()}]}
     write_manifest(str(directory), manifest)
     return directory
 
@@ -179,12 +188,15 @@ def test_verify_refuses_a_manifest_moved_to_another_id(tmp_path):
         verify_backup(str(moved))
 
 
-def test_latest_skips_partial_and_damaged_backups(tmp_path):
+def test_latest_skips_partials_but_never_a_damaged_newest_backup(tmp_path):
     inst = tmp_path / 'shop'
     make_backup(inst, '20260101T000000000000Z')
-    (make_backup(inst, '20260103T000000000000Z') / MANIFEST).write_text('x')
     (inst / '.partial-20260104T000000000000Z').mkdir()
     assert find_backup(str(tmp_path), 'shop', 'latest').endswith('20260101T000000000000Z')
+    (make_backup(inst, '20260103T000000000000Z') / MANIFEST).write_text('x')
+    with pytest.raises(BackupError, match='the newest backup of instance shop, .*20260103T000000000000Z.*is damaged'):
+        find_backup(str(tmp_path), 'shop', 'latest')
+    assert find_backup(str(tmp_path), 'shop', '20260101T000000000000Z').endswith('20260101T000000000000Z')
     listing = list_backups(str(inst))
     assert [b['id'] for b in listing['bad']] == ['20260103T000000000000Z'] and len(listing['partial']) == 1
     with pytest.raises(BackupError, match='neither'):
@@ -212,7 +224,7 @@ def test_select_expired(ages, keep, keep_days, expired):
 
 
 def test_keep_zero_is_refused():
-    with pytest.raises(BackupError, match='at least 1'):
+    with pytest.raises(BackupError, match=r'keep must be from 1 to 100000 \(the newest good backup is never deleted\); got 0'):
         select_expired(entries(0, 1), 0, None, NOW)
 
 
@@ -225,11 +237,97 @@ def test_retention_deletes_only_good_backups_of_the_instance(tmp_path):
     (make_backup(inst, '20251202T000000000000Z') / MANIFEST).write_text('damaged')
     (inst / '.partial-20251203T000000000000Z').mkdir()
     (inst / 'notes').mkdir()
-    assert apply_retention(str(inst), 'shop', 1, None, NOW, check_mode=True) == ids[:2][::-1]
+    assert apply_retention(str(inst), 'shop', 1, None, NOW, check_mode=True)['removed'] == ids[:2][::-1]
     assert len(os.listdir(inst)) == 7
-    assert apply_retention(str(inst), 'shop', 1, None, NOW) == ids[:2][::-1]
+    done = apply_retention(str(inst), 'shop', 1, None, NOW)
+    assert done['removed'] == ids[:2][::-1]
+    assert [d['id'] for d in done['damaged']] == ['20251202T000000000000Z']
     assert sorted(os.listdir(inst)) == sorted(['.partial-20251203T000000000000Z', '20251201T000000000000Z',
                                                '20251202T000000000000Z', ids[2], 'notes'])
+
+
+def test_plan_retention_verifies_before_it_counts():
+    good = entries(0, 1, 2, 3, 4)
+    broken = {'1': 'flipped byte', '3': 'missing artifact'}
+    plan = plan_retention(good, 2, None, NOW, check=lambda e: broken.get(e['id']))
+    assert [e['id'] for e in plan['kept']] == ['0', '2']
+    assert [e['id'] for e in plan['damaged']] == ['1', '3'] and plan['damaged'][0]['error'] == 'flipped byte'
+    assert [e['id'] for e in plan['expired']] == ['4']
+
+
+def test_plan_retention_checks_only_what_it_must():
+    checked = []
+    good = [dict(e, trusted=(e['id'] == '0')) for e in entries(0, 0.5, 0.7, 3, 4)]
+    plan = plan_retention(good, 2, 1, NOW, check=lambda e: checked.append(e['id']))
+    # '0' is trusted (just written), '0.5'-aged '1' fills keep=2, '2' is young (kept unchecked), '3' and '4' expire.
+    assert checked == ['1', '3', '4'] and [e['id'] for e in plan['expired']] == ['3', '4']
+    assert [e['id'] for e in plan['kept']] == ['0', '1', '2']
+
+
+@pytest.mark.parametrize('keep, keep_days, message', [
+    (0, None, 'keep must be from 1'), (True, None, 'keep must be an integer'), (1.5, None, 'keep must be an integer'),
+    (None, float('nan'), 'finite'), (None, float('inf'), 'finite'), (None, -0.5, 'from 0 to 36500'),
+    (None, 1e308, 'from 0 to 36500'), (None, '3', 'must be a number'),
+])
+def test_retention_options_are_checked(keep, keep_days, message):
+    assert message in ' '.join(retention_problems(keep, keep_days))
+    with pytest.raises(BackupError, match=message):
+        plan_retention(entries(0, 1), keep, keep_days, NOW)
+
+
+def test_list_backups_reports_an_id_that_is_no_time_and_reads_no_symlink(tmp_path):
+    inst = tmp_path / 'shop'
+    make_backup(inst, '20260101T000000000000Z')
+    (inst / '20261399T999999000000Z').mkdir()
+    (inst / '20260102T000000000000Z').symlink_to(inst / '20260101T000000000000Z')
+    listing = list_backups(str(inst))
+    assert [g['id'] for g in listing['good']] == ['20260101T000000000000Z']
+    assert [b['id'] for b in listing['bad']] == ['20261399T999999000000Z'] and 'no valid time stamp' in listing['bad'][0]['error']
+
+
+def test_claimed_partial_is_locked_and_recorded_until_released(tmp_path):
+    inst = tmp_path / 'shop'
+    inst.mkdir()
+    fd = claim_partial(str(inst / '.partial-20260101T000000000000Z'))
+    try:
+        record = json.loads((inst / '.partial-20260101T000000000000Z' / '.owner').read_text())
+        assert record['pid'] == os.getpid() and record['start'] > 0
+        assert oct((inst / '.partial-20260101T000000000000Z').stat().st_mode & 0o777) == '0o700'
+        assert clean_stale_partials(str(inst))['left'][0]['reason'] == 'a backup is still writing it (it holds its lock)'
+        release_partial(fd)
+        assert not (inst / '.partial-20260101T000000000000Z' / '.owner').exists()
+    finally:
+        os.close(fd)
+    # Lock gone, no record (released before the manifest is written): never proven dead, left alone.
+    assert 'no owner record' in clean_stale_partials(str(inst))['left'][0]['reason']
+    assert clean_stale_partials(str(tmp_path / 'missing')) == {'removed': [], 'left': []}
+
+
+@pytest.mark.parametrize('value, message', [
+    ('', 'non-empty'), ('rel', 'absolute'), ('/a\x00b', 'NUL'), ('/\udcff\ud800', 'encoded'), ('/' + 'a' * 256, 'longer'),
+    ('/' + 'a/' * 2100, 'longer'), (5, 'non-empty path'),
+])
+def test_path_problems(value, message):
+    assert message in ' '.join(path_problems('dest', value))
+    assert path_problems('dest', '/var/backups/anqicms') == [] and path_problems('dest', None) == []
+
+
+@pytest.mark.parametrize('value, ok', [('shop', True), ('shop-2.b_c', True), ('é' * 127, True), ('é' * 128, False), ('', False),
+                                       ('.', False), ('..', False), ('a/b', False), ('.x', False), ('a\tb', False),
+                                       ('\ud800', False), (None, False)])
+def test_name_problems(value, ok):
+    assert (name_problems('instance', value) == []) == ok
+
+
+@pytest.mark.parametrize('value, expected', [(None, 3306), ('', 3306), (0, 3306), (3307, 3307), ('3307', 3307), (3307.0, 3307),
+                                             ('x', None), (-1, None), (65536, None), (True, None), (float('nan'), None),
+                                             (float('inf'), None), ([1], None), ({'a': 1}, None)])
+def test_config_port(value, expected):
+    if expected is None:
+        with pytest.raises(BackupError, match='which is no TCP port'):
+            config_port(value, 'config.json mysql.port', 3306)
+    else:
+        assert config_port(value, 'config.json mysql.port', 3306) == expected
 
 
 # --- configuration and sites -----------------------------------------------------------------------------------

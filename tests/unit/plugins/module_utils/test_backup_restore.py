@@ -73,3 +73,19 @@ def test_rollback_reports_what_it_could_not_undo(site):
 def test_derived_names_fit_mariadb_limits(database):
     name = derived_name(database, 'old', 'abcdef12')
     assert len(name) <= 64 and name.endswith('_opsg_old_abcdef12')
+
+
+def test_rollback_removes_a_parent_made_for_a_swapped_in_item(tmp_path):
+    root = tmp_path / 'root'
+    populate(root, {'config.json': 'live'})
+    stage = root / '.opsguard-new-t'
+    populate(stage, {'cache/.history/h': 'restored-h'})
+    old = root / '.opsguard-old-t'
+    old.mkdir()
+    before = snapshot(root)
+    journal = Journal()
+    swap_items(str(root), str(stage), str(old), KEEP_ITEMS, journal)
+    assert (root / 'cache' / '.history' / 'h').read_text() == 'restored-h'
+    assert [s for s in journal.steps if s['kind'] == 'mkdir'] == [{'kind': 'mkdir', 'path': str(root / 'cache'), 'empty': True}]
+    assert journal.rollback({}) == []
+    assert snapshot(root) == before and not (root / 'cache').exists(), 'the cache/ made for the swap must go again'
