@@ -268,6 +268,7 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import (
 from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import (
     MysqlClient, MysqlError, login_argument_spec, login_from_params, quote_ident,
 )
+from ansible_collections.opsguard.anqicms.plugins.module_utils.options import new_module
 
 
 def app_version(port: int, running: list) -> str | None:
@@ -514,8 +515,8 @@ def retention_result(retention: dict) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = new_module(
+        dict(
             path=dict(type='path', required=True),
             instance=dict(type='str'),
             dest=dict(type='path', required=True),
@@ -529,6 +530,7 @@ def main() -> None:
             timeout=dict(type='int', default=3600),
             **login_argument_spec()
         ),
+        'backup',
         mutually_exclusive=[('login_host', 'login_unix_socket')],
         supports_check_mode=True,
     )
