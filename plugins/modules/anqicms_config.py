@@ -19,6 +19,22 @@ description:
   - When the file has to be written, it is written the way AnQiCMS writes it (Go C(json.MarshalIndent) with a
     tab indent, HTML-safe string escaping, no trailing newline), through a temporary file and an atomic rename.
   - A file that is not a JSON object is never overwritten; the module fails and says so.
+  - Everything is validated before anything is written, in check mode as in a real run. Refused without touching
+    the file are a file AnQiCMS could not parse (invalid UTF-8, a byte order mark, C(NaN)/C(Infinity) or numbers out of
+    range, duplicate keys, more than 1 MiB or nested more than 32 levels), a file whose C(mysql)/C(server) values
+    AnQiCMS could not decode (for example C(server.port) as a string or C(8001.0)) unless the task sets that value,
+    which replaces it, and keys that differ from C(mysql), C(server) or their settings only in case (AnQiCMS matches
+    keys case-insensitively).
+  - An empty file (what a kill during the application's own truncating write leaves) is treated as an empty
+    document and written.
+  - A symbolic link at O(path) is followed; the file it points to is read, written and given the file attributes,
+    the link stays. A link to nothing or to something that is not a regular file is refused.
+  - A new file is created with mode C(0600) unless O(mode) says otherwise; it is never readable by others, not even
+    between creation and O(mode) being applied. An existing file keeps its mode, with a warning when it is readable
+    by every user.
+  - The value of every key whose name says password or secret (C(password), C(passwd), C(*_pass), C(secret),
+    C(token), C(api_key), C(private_key), C(credential); at any depth, in the file, in O(mysql) or in O(settings))
+    is masked in the result and in diffs, and a secret given in O(settings) is kept out of the logged invocation.
 author:
   - opsguard contributors (@opsguard)
 options:
@@ -33,19 +49,19 @@ options:
     type: dict
     suboptions:
       database:
-        description: Database name.
+        description: Database name, at most 64 characters, no control characters.
         type: str
       user:
-        description: Database user.
+        description: Database user, at most 80 characters, no control characters.
         type: str
       password:
-        description: Password of O(mysql.user). Never shown in output or diffs.
+        description: Password of O(mysql.user), at most 4096 characters, no NUL. Never shown in output or diffs.
         type: str
       host:
-        description: Database host.
+        description: Database host, at most 255 characters, no control characters.
         type: str
       port:
-        description: Database port.
+        description: Database port, 1-65535.
         type: int
       use_default:
         description: Whether AnQiCMS uses its default database settings.
@@ -58,17 +74,22 @@ options:
       env:
         description: V(production), or V(development) to reload templates on every request.
         type: str
+        choices: [production, development]
       port:
-        description: HTTP port. The C(-port) command line flag overrides it.
+        description: HTTP port, 1-65535. The C(-port) command line flag overrides it.
         type: int
       log_level:
-        description: Log level.
+        description: Log level, at most 32 characters, no control characters.
         type: str
   settings:
     description:
       - Further keys, deep-merged into the document after O(mysql) and O(server).
       - AnQiCMS 3.5.8 drops keys it does not know when it rewrites the file, so keys outside C(mysql) and
         C(server) do not survive the application's next rewrite.
+      - Values must be JSON (no C(NaN) or infinite numbers, valid Unicode, at most 32 levels deep). C(settings.mysql) and
+        C(settings.server) must be dictionaries, and their known keys are checked like the suboptions of O(mysql) and
+        O(server).
+      - Values under keys named like a password or secret are masked in the result and kept out of the logs.
     type: dict
   create:
     description:
@@ -86,7 +107,8 @@ attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: Reports the keys that would change and writes nothing.
+    details: Reports the keys that would change and writes nothing; fails wherever a real run would fail (bad values, a
+      bad file, a missing or unwritable directory, an unknown O(owner)/O(group), an invalid O(mode)).
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
@@ -159,51 +181,169 @@ backup_file:
   sample: /opt/anqicms/site1/config.json.12345.2026-01-01@00:00:00~
 '''
 
+import decimal
+import grp
+import math
 import os
+import pwd
+import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
+from ansible.module_utils.common.text.converters import to_bytes, to_native
+from ansible.module_utils.common.validation import check_type_dict
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils.anqicms_config import (
+    MAX_FILE_BYTES,
     ConfigError,
+    check_options,
+    decode_config,
+    desired_settings,
+    is_secret_key,
     mask_secrets,
     plan_update,
     render_config,
+    secret_values,
 )
 
 
-def read_text(module: AnsibleModule, path: str) -> str | None:
-    if not os.path.exists(path):
-        return None
-    if not os.path.isfile(path):
-        module.fail_json(msg='%s exists but is not a regular file; it was left untouched: remove it or fix the path' % path, path=path)
+def _unconvertible_int(value: object) -> bool:
+    """Values ansible-core's int check would crash on (OverflowError) or spend minutes on (1e999999999)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, str):
+        try:
+            number = decimal.Decimal(value)
+        except (decimal.DecimalException, ValueError):
+            return False  # ansible-core refuses it with its own message
+        return not number.is_finite() or number.adjusted() > 30
+    return False
+
+
+class ConfigModule(AnsibleModule):
+    """AnsibleModule that keeps secrets given inside O(settings) out of the invocation log and the result,
+    and refuses integer options that would crash ansible-core's type check."""
+
+    bad_input: list
+
+    def _load_params(self) -> None:
+        super()._load_params()
+        # Before validation, so that a validation failure, the invocation log and the result all mask them.
+        settings = self.params.get('settings')
+        if isinstance(settings, str):  # ansible-core turns JSON or k=v text into a dict; look at that dict
+            try:
+                settings = check_type_dict(settings)
+            except (TypeError, ValueError):
+                settings = {'secret': settings} if is_secret_key(settings) else None  # refused by ansible-core; hide it whole
+        self.no_log_values.update(secret_values(settings))
+        self.bad_input = []
+        for section, spec in self.argument_spec.items():
+            values = self.params.get(section)
+            if not isinstance(values, dict) or not spec.get('options'):
+                continue
+            for key, option in spec['options'].items():
+                if option.get('type') == 'int' and _unconvertible_int(values.get(key)):
+                    self.bad_input.append('%s.%s=%r is not an integer; expected a TCP port 1-65535' % (section, key, values[key]))
+                    values[key] = None
+
+
+def check_path(module: AnsibleModule, path: str) -> tuple[str, bool]:
+    """Resolve ``path``: (the file to read and write, whether it exists). Fails on anything but a regular file."""
+    if not path or '\x00' in path or path.endswith('/') or os.path.basename(path) in ('.', '..'):
+        module.fail_json(msg='path=%r does not name a file; expected the path of the instance\'s config.json' % path, path=path)
     try:
-        with open(path, 'rb') as handle:
-            return to_text(handle.read(), errors='surrogate_or_strict')
-    except (OSError, UnicodeError) as exc:
-        module.fail_json(msg='cannot read %s: %s; check the path and its permissions' % (path, to_native(exc)), path=path)
-    return None
-
-
-def write_atomic(module: AnsibleModule, path: str, content: str) -> None:
-    directory = os.path.dirname(path) or '.'
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        module.fail_json(msg='cannot look at %s: %s; check the path and its permissions' % (path, to_native(exc)), path=path)
+    real = path
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        real = os.path.realpath(path)
+        try:
+            st = os.stat(real)
+        except OSError as exc:
+            module.fail_json(msg='%s is a symbolic link to %s, which cannot be used (%s); it was left untouched: '
+                                 'fix or remove the link' % (path, real, to_native(exc)), path=path)
+    if st is not None:
+        if not stat.S_ISREG(st.st_mode):
+            shown = path if real == path else '%s (a link to %s)' % (path, real)
+            module.fail_json(msg='%s exists but is not a regular file; it was left untouched: remove it or fix the path' % shown, path=path)
+        return real, True
+    directory = os.path.dirname(real) or '.'
+    if not module.params['create']:
+        module.fail_json(msg='%s does not exist and create=false; install the instance first or set create=true' % path, path=path)
     if not os.path.isdir(directory):
         module.fail_json(msg='directory %s of %s does not exist; create the instance directory first' % (directory, path), path=path)
-    fd, tmp = tempfile.mkstemp(prefix='.config.json.', dir=directory)
+    return real, False
+
+
+def check_file_args(module: AnsibleModule) -> None:
+    """Refuse owner/group/mode values that would fail only after the file was written."""
+    mode = module.params['mode']
+    if mode is not None:
+        good = False
+        if isinstance(mode, int) and not isinstance(mode, bool):
+            good = 0 <= mode <= 0o7777
+        elif isinstance(mode, str):
+            try:
+                good = 0 <= int(mode, 8) <= 0o7777
+            except ValueError:
+                try:
+                    good = 0 <= module._symbolic_mode_to_octal(os.stat('/'), mode) <= 0o7777
+                except Exception:  # pylint: disable=broad-except  # any error there means: not a symbolic mode
+                    good = False
+        if not good:
+            module.fail_json(msg='mode=%r is not a file mode; expected octal like "0600" or symbolic like "u=rw,go="' % (mode,))
+    for option, lookup, limit in (('owner', pwd.getpwnam, 2 ** 32 - 2), ('group', grp.getgrnam, 2 ** 32 - 2)):
+        value = module.params[option]
+        if value is None:
+            continue
+        try:
+            number = int(value)
+        except ValueError:
+            try:
+                lookup(value)
+            except (KeyError, ValueError):
+                kind = 'user' if option == 'owner' else 'group'
+                module.fail_json(msg='%s=%r is not a known %s on this host; create it first or fix the name' % (option, value, kind))
+        else:
+            if not 0 <= number <= limit:
+                module.fail_json(msg='%s=%r is out of range; expected a name or an id 0-%d' % (option, value, limit))
+
+
+def read_bytes(module: AnsibleModule, path: str, real: str) -> bytes:
     try:
+        with open(real, 'rb') as handle:
+            return handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        module.fail_json(msg='cannot read %s: %s; check the path and its permissions' % (path, to_native(exc)), path=path)
+    return b''
+
+
+def write_atomic(module: AnsibleModule, path: str, real: str, content: str) -> None:
+    """Write through a temporary file and a rename; a new file is never readable by others, not even briefly."""
+    directory = os.path.dirname(real) or '.'
+    tmp = None
+    old_umask = os.umask(0o077)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix='.config.json.', dir=directory)
         with os.fdopen(fd, 'wb') as handle:
-            handle.write(to_bytes(content, errors='surrogate_or_strict'))
+            handle.write(to_bytes(content, errors='strict'))
             handle.flush()
             os.fsync(handle.fileno())
-        module.atomic_move(tmp, path, unsafe_writes=module.params['unsafe_writes'])
+        # atomic_move gives a new file the mode 0666 & ~umask: 0600 with the umask set above.
+        module.atomic_move(tmp, real, unsafe_writes=module.params['unsafe_writes'])
+    except Exception as exc:  # pylint: disable=broad-except  # atomic_move raises plain Exception
+        module.fail_json(msg='cannot write %s: %s; check the directory, its permissions and free space' % (path, to_native(exc)), path=path)
     finally:
-        if os.path.exists(tmp):
+        os.umask(old_umask)
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = ConfigModule(
         argument_spec=dict(
             path=dict(type='path', required=True),
             mysql=dict(
@@ -220,7 +360,7 @@ def main() -> None:
             server=dict(
                 type='dict',
                 options=dict(
-                    env=dict(type='str'),
+                    env=dict(type='str', choices=['production', 'development']),
                     port=dict(type='int'),
                     log_level=dict(type='str'),
                 ),
@@ -233,23 +373,32 @@ def main() -> None:
         supports_check_mode=True,
     )
     path = module.params['path']
-    text = read_text(module, path)
-    if text is None and not module.params['create']:
-        module.fail_json(msg='%s does not exist and create=false; install the instance first or set create=true' % path, path=path)
 
-    desired: dict = {}
-    if module.params['settings']:
-        desired.update(module.params['settings'])
-    for section in ('mysql', 'server'):
-        if module.params[section]:
-            merged_section = dict(desired.get(section) or {})
-            merged_section.update((k, v) for k, v in module.params[section].items() if v is not None)
-            desired[section] = merged_section
+    # Everything is validated before anything is written, in check mode as in a real run.
+    if module.bad_input:
+        module.fail_json(msg='%s; nothing was changed' % module.bad_input[0], path=path)
+    try:
+        check_options(module.params)
+    except ConfigError as exc:
+        module.fail_json(msg='%s; nothing was changed' % to_native(exc), path=path)
+    check_file_args(module)
+    real, exists = check_path(module, path)
+    text = None
+    if exists:
+        try:
+            text = decode_config(read_bytes(module, path, real), path)
+        except ConfigError as exc:
+            module.fail_json(msg=to_native(exc), path=path)
 
     try:
-        plan = plan_update(text, desired, path)
+        plan = plan_update(text, desired_settings(module.params), path)
     except ConfigError as exc:
         module.fail_json(msg=to_native(exc), path=path)
+
+    directory = os.path.dirname(real) or '.'
+    if plan['needs_write'] and not os.access(directory, os.W_OK | os.X_OK):
+        module.fail_json(msg='cannot write %s: directory %s is not writable; it was left untouched: run as the file\'s owner '
+                             '(become) or fix the permissions' % (path, directory), path=path)
 
     result: dict = {
         'changed': plan['needs_write'],
@@ -269,15 +418,17 @@ def main() -> None:
 
     if plan['needs_write'] and not module.check_mode:
         if module.params['backup'] and text is not None:
-            result['backup_file'] = module.backup_local(path)
-        write_atomic(module, path, plan['content'])
+            result['backup_file'] = module.backup_local(real)
+        write_atomic(module, path, real, plan['content'])
 
-    if os.path.exists(path):
-        file_args = module.load_file_common_arguments(module.params)
+    if os.path.exists(real):
+        file_args = module.load_file_common_arguments(module.params, path=real)
         attr_diff: dict = {'before': {}, 'after': {}}
         result['changed'] = module.set_fs_attributes_if_different(file_args, result['changed'], attr_diff)
         if module._diff and (attr_diff['before'] or attr_diff['after']):
             diffs.append(attr_diff)
+        if module.params['mode'] is None and os.stat(real).st_mode & stat.S_IROTH and secret_values(plan['merged']):
+            module.warn('%s is readable by every user and holds a password; set mode: "0600"' % path)
     elif module.check_mode and any(module.params[key] for key in ('owner', 'group', 'mode')):
         result['changed'] = True
     if diffs:

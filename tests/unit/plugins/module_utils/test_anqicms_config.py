@@ -9,7 +9,14 @@ import pytest
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils.anqicms_config import (
     MASK,
+    MAX_FILE_BYTES,
     ConfigError,
+    check_document,
+    check_options,
+    decode_config,
+    desired_settings,
+    is_secret_key,
+    secret_values,
     drop_unset,
     go_quote,
     mask_secrets,
@@ -147,3 +154,111 @@ def test_plan_changed_value():
     assert plan['changed_keys'] == ['mysql.password']
     assert json.loads(plan['content'])['mysql']['password'] == 'new'
     assert plan['content'].startswith('{\n\t"mysql": {\n\t\t"database": "anqicms",')
+
+
+@pytest.mark.parametrize('data, fragment', [
+    (b'\xef\xbb\xbf{}', 'byte order mark'),
+    (b'{"a": "\xc3"}', 'not valid UTF-8 (byte 7'),
+    (b' ' * (MAX_FILE_BYTES + 1), 'larger than'),
+])
+def test_decode_refuses_what_go_cannot_read(data, fragment):
+    with pytest.raises(ConfigError, match='left untouched') as err:
+        decode_config(data, '/x/config.json')
+    assert fragment in str(err.value)
+
+
+def test_decode_accepts_utf8_up_to_the_limit():
+    assert decode_config('{"a": "中"}'.encode('utf-8')) == '{"a": "中"}'
+    assert decode_config(b' ' * MAX_FILE_BYTES) == ' ' * MAX_FILE_BYTES
+
+
+@pytest.mark.parametrize('text, fragment', [
+    ('{"a": NaN}', 'NaN is not a JSON value'),
+    ('{"a": [Infinity]}', 'Infinity is not a JSON value'),
+    ('{"a": -1e999}', 'out of range'),
+    ('{"a": 1, "a": 1}', 'duplicate key "a"'),
+    ('{"a": {"b": 1, "b": 2}}', 'duplicate key "b"'),
+    ('{"a": "\\udfff"}', 'unpaired surrogate'),
+    ('[' * 50000 + ']' * 50000, 'nested too deeply'),
+    ('{"a": ' + '{"b": ' * 40 + '1' + '}' * 41, 'nested more than 32 levels'),
+])
+def test_parse_is_strict(text, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, '/x/config.json')
+    assert fragment in str(err.value)
+    assert 'left untouched' in str(err.value)
+
+
+def test_parse_keeps_big_integers_exact():
+    assert parse_config('{"a": 18446744073709551616, "b": 1e308}') == {'a': 2 ** 64, 'b': 1e308}
+
+
+@pytest.mark.parametrize('params, fragment', [
+    ({'server': {'port': 0}}, 'server.port=0 is out of range'),
+    ({'mysql': {'port': True}}, 'mysql.port=true is a boolean'),
+    ({'settings': {'server': 1}}, 'settings.server=1 is a integer'),
+    ({'settings': {'MYSQL': {}}}, "use 'mysql'"),
+    ({'settings': {'mysql': {'Use_Default': True}}}, "use 'use_default'"),
+    ({'settings': {'mysql': {'password': 'a\x00'}}}, 'contains a NUL'),
+    ({'settings': {'a': {1: 2}}}, 'key 1 that is not a string'),
+    ({'settings': {'a': {1, 2}}}, 'set, which JSON cannot hold'),
+])
+def test_check_options_names_the_option(params, fragment):
+    with pytest.raises(ConfigError) as err:
+        check_options(params)
+    assert fragment in str(err.value)
+
+
+def test_check_options_accepts_unknown_keys_in_known_sections():
+    check_options({'settings': {'mysql': {'charset': 'utf8mb4', 'port': 3306}, 'sparks': {'x': [1.5, None]}}})
+
+
+def test_desired_settings_typed_options_win_and_a_null_section_is_ignored():
+    assert desired_settings({'settings': {'server': None, 'x': 1}, 'server': {'port': 1, 'env': None}, 'mysql': None}) == {
+        'server': {'port': 1}, 'x': 1}
+
+
+@pytest.mark.parametrize('doc, fragment', [
+    ({'server': 'x'}, 'server = "x" (a JSON string)'),
+    ({'mysql': {'port': 3306.0}}, 'mysql.port = 3306.0'),
+    ({'mysql': {'port': 2 ** 63}}, 'mysql.port = 9223372036854775808'),
+    ({'server': {'log_level': 1}}, 'server.log_level = 1'),
+    ({'mysql': {'password': 1234}}, 'mysql.password = a value'),
+    ({'mysql': {}, 'MySQL': {}}, "reads as 'mysql'"),
+])
+def test_check_document_refuses_what_anqicms_cannot_decode(doc, fragment):
+    with pytest.raises(ConfigError) as err:
+        check_document(doc, '/x/config.json')
+    assert fragment in str(err.value)
+    assert '1234' not in str(err.value)
+
+
+def test_check_document_accepts_nulls_and_go_int_range():
+    check_document({'mysql': None, 'server': {'port': -2 ** 63, 'env': None}, 'sparks': {'port': 'x'}})
+
+
+def test_merge_repairs_an_integer_held_as_float():
+    merged, changed = merge_settings({'server': {'port': 8001.0}}, {'server': {'port': 8001}})
+    assert changed == ['server.port']
+    assert isinstance(merged['server']['port'], int)
+
+
+@pytest.mark.parametrize('key, secret', [
+    ('password', True), ('DB_PASSWORD', True), ('passwd', True), ('db_pass', True), ('api_secret', True),
+    ('token', True), ('apiKey', True), ('private_key', True), ('credentials', True),
+    ('port', False), ('passport', False), ('user', False), (1, False),
+])
+def test_is_secret_key(key, secret):
+    assert is_secret_key(key) is secret
+
+
+def test_mask_and_collect_secrets_at_any_depth():
+    doc = {'mysql': {'password': 'p1'}, 'a': [{'token': 42}, {'b': {'secret': {'x': 'p2', 'y': ['p3', True]}}}], 'pwd': ''}
+    assert mask_secrets(doc) == {'mysql': {'password': MASK}, 'a': [{'token': MASK}, {'b': {'secret': MASK}}], 'pwd': ''}
+    assert secret_values(doc) == {'p1', '42', 'p2', 'p3'}
+    assert doc['mysql']['password'] == 'p1'
+
+
+def test_plan_refuses_a_result_too_big_to_read_back():
+    with pytest.raises(ConfigError, match='nothing was written'):
+        plan_update(None, {'x': 'y' * MAX_FILE_BYTES})
