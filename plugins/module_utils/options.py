@@ -1,80 +1,95 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, opsguard contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Build an ``AnsibleModule`` whose integer options cannot crash it.
+"""Build an ``AnsibleModule`` whose integer options cannot crash or hang it.
 
-ansible-core converts ``type: int`` options with ``int(Decimal(value))``; for ``inf``, ``'Infinity'``
-or ``'-inf'`` that raises ``OverflowError``, which escapes ``AnsibleModule()`` as a traceback before
-the module can say anything. ``new_module`` catches it, parses the arguments again with every integer
-option (top level, list elements and suboptions) left untyped, names each non-finite value and fails
-with a message. ``no_log`` options stay masked in that second parse.
+ansible-core converts ``type: int`` options with ``int(Decimal(value))``: for ``inf``, ``'Infinity'`` or
+``'-inf'`` that raises ``OverflowError``, which escapes ``AnsibleModule()`` as a traceback before the module
+can say anything, and for ``'1e999999999'`` it builds a billion-digit integer (minutes of CPU). ``new_module``
+looks at the raw arguments first: every integer option (top level, list elements, suboptions) whose value is
+infinite, NaN or beyond 10**30 is set aside before ansible-core converts it, and the module then fails with
+a message naming each one. ``no_log`` options stay masked as usual.
 """
 
 from __future__ import annotations
 
+import decimal
 import math
 
 from ansible.module_utils.basic import AnsibleModule
 
-_NON_FINITE_WORDS = ('inf', '+inf', '-inf', 'infinity', '+infinity', '-infinity', 'nan', '+nan', '-nan')
+# No integer option of this collection means anything near 10**30; above it, conversion cost grows without bound.
+INT_EXPONENT_MAX = 30
 
 
-def untyped_ints(spec: dict) -> dict:
-    """A copy of ``spec`` where every ``int`` (option or list element), at any depth, is ``raw``."""
-    result = {}
-    for name, option in spec.items():
-        option = dict(option)
-        if option.get('type') == 'int':
-            option['type'] = 'raw'
-        if option.get('elements') == 'int':
-            option['elements'] = 'raw'
-        if isinstance(option.get('options'), dict):
-            option['options'] = untyped_ints(option['options'])
-        result[name] = option
-    return result
-
-
-def is_non_finite(value) -> bool:
-    """True for a float or a string that means infinity or NaN."""
+def unconvertible_int(value) -> bool:
+    """True for a value ansible-core's int check would crash on (infinite, NaN) or spend minutes on."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return False
     if isinstance(value, float):
         return not math.isfinite(value)
-    if isinstance(value, str):
-        return value.strip().lower() in _NON_FINITE_WORDS
+    if isinstance(value, (str, bytes)):
+        try:
+            number = decimal.Decimal(value.decode('utf-8', 'replace') if isinstance(value, bytes) else value)
+        except (decimal.DecimalException, ValueError, TypeError):
+            return False  # not a number at all: ansible-core refuses it with its own message
+        return not number.is_finite() or number.adjusted() > INT_EXPONENT_MAX
     return False
 
 
-def non_finite_ints(spec: dict, params, prefix: str = '') -> list:
-    """``name=value`` for each integer option (at any depth) whose value is infinite or NaN."""
+def take_unconvertible_ints(spec: dict, params, prefix: str = '') -> list:
+    """Replace, in place, each unconvertible value of an integer option of ``spec``; ``name=value`` of each.
+
+    The stand-in is 0, which every int check accepts (so that ansible-core's own messages do not hide ours);
+    new_module fails before the module can use it.
+    """""
     found: list = []
     if not isinstance(params, dict):
         return found
     for name, option in spec.items():
-        value = params.get(name)
-        path = prefix + name
-        if value is None:
+        if not isinstance(option, dict) or params.get(name) is None:
             continue
-        if option.get('type') == 'int' and is_non_finite(value):
-            found.append('%s=%s' % (path, value))
+        value = params[name]
+        path = prefix + name
+        if option.get('type') == 'int' and unconvertible_int(value):
+            found.append('%s=%s' % (path, _show(value)))
+            params[name] = 0
         elif option.get('elements') == 'int' and isinstance(value, list):
-            found.extend('%s[%d]=%s' % (path, i, v) for i, v in enumerate(value) if is_non_finite(v))
+            for i, item in enumerate(value):
+                if unconvertible_int(item):
+                    found.append('%s[%d]=%s' % (path, i, _show(item)))
+                    value[i] = 0
         if isinstance(option.get('options'), dict):
-            items = value if isinstance(value, list) else [value]
-            for i, item in enumerate(items):
-                sub = '%s[%d].' % (path, i) if isinstance(value, list) else path + '.'
-                found.extend(non_finite_ints(option['options'], item, sub))
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    found.extend(take_unconvertible_ints(option['options'], item, '%s[%d].' % (path, i)))
+            else:
+                found.extend(take_unconvertible_ints(option['options'], value, path + '.'))
     return found
 
 
-def new_module(argument_spec: dict, name: str, **kwargs) -> AnsibleModule:
-    """``AnsibleModule(argument_spec=argument_spec, **kwargs)``, refusing infinite integers with a message.
+def _show(value) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + '...'
 
-    ``name`` is the module's short name, used in the message.
+
+class GuardedModule(AnsibleModule):
+    """An AnsibleModule that sets aside integer values ansible-core cannot convert (see the module docstring)."""
+
+    unconvertible: list
+
+    def _load_params(self) -> None:
+        super()._load_params()
+        self.unconvertible = take_unconvertible_ints(self.argument_spec, self.params)
+
+
+def new_module(argument_spec: dict, name: str, module_class: type = GuardedModule, **kwargs) -> AnsibleModule:
+    """``AnsibleModule(argument_spec=argument_spec, **kwargs)`` that refuses infinite or absurd integers with a message.
+
+    ``name`` is the module's short name, used in the message; ``module_class`` a subclass of GuardedModule.
     """
-    try:
-        return AnsibleModule(argument_spec=argument_spec, **kwargs)
-    except OverflowError:
-        module = AnsibleModule(argument_spec=untyped_ints(argument_spec), **kwargs)
-        bad = non_finite_ints(argument_spec, module.params)
+    module = module_class(argument_spec=argument_spec, **kwargs)
+    if module.unconvertible:
         module.fail_json(msg='%s refused, nothing was done: %s must be a finite integer'
-                         % (name, ', '.join(bad) or 'an integer option'))
-        raise  # pragma: no cover - fail_json exits
+                         % (name, ', '.join(module.unconvertible)))
+    return module

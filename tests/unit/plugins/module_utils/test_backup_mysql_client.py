@@ -101,9 +101,9 @@ def test_options_reach_the_client_through_an_inherited_descriptor_never_a_file(f
         cmd = client.dump_cmd('shop')
         assert not any('SECRET' in part for part in cmd + client.client_cmd('shop')), 'the password is never on a command line'
         # Several invocations, one after another and side by side: each reads the whole option text.
-        reports = [json.loads(client.run_sql('SELECT 1;').splitlines()[0]) for _ in range(3)]
+        reports = [json.loads(client.run_sql('SELECT 1;').splitlines()[0]) for dummy in range(3)]
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            reports += [json.loads(r.splitlines()[0]) for r in pool.map(lambda _: client.run_sql('SELECT 1;'), range(4))]
+            reports += [json.loads(r.splitlines()[0]) for r in pool.map(lambda dummy: client.run_sql('SELECT 1;'), range(4))]
     for report in reports:
         assert report['path'] == client.defaults_file
         assert 'password="pa\\"ss\\\\w#rd-0xSECRET"' in report['options'] and 'protocol=TCP' in report['options']

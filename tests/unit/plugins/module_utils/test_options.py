@@ -35,6 +35,8 @@ def build(args):
     ({'ns': [1, float('inf')]}, 'ns[1]=inf'),
     ({'sub': {'p': 'inf', 'name': 'x'}}, 'sub.p=inf'),
     ({'items': [{'q': 1}, {'q': '-Infinity'}]}, 'items[1].q=-Infinity'),
+    ({'n': '1e999999999'}, 'n=1e999999999'),
+    ({'n': float('nan')}, 'n=nan'),
 ])
 def test_an_infinite_integer_is_refused_naming_it(run_main, args, named):
     result = run_main(build(args), dict(args, secret='s3cret-value'))
@@ -61,11 +63,12 @@ def test_finite_values_pass_through_typed(run_main):
     assert result['params']['items'][0]['q'] == 4
 
 
-def test_untyped_ints_leaves_the_original_spec_alone():
-    copy = O.untyped_ints(SPEC)
-    assert SPEC['n']['type'] == 'int' and copy['n']['type'] == 'raw'
-    assert SPEC['sub']['options']['p']['type'] == 'int' and copy['sub']['options']['p']['type'] == 'raw'
-    assert copy['ns']['elements'] == 'raw' and copy['secret'] == SPEC['secret']
+@pytest.mark.parametrize('value, bad', [
+    (float('inf'), True), ('-Infinity', True), ('nan', True), ('1e31', True), ('1e999999999', True), (b'inf', True),
+    ('1e30', False), (10 ** 40, False), (True, False), ('12', False), ('x', False), (None, False), (1.5, False),
+])
+def test_unconvertible_int(value, bad):
+    assert O.unconvertible_int(value) is bad
 
 
 @settings(max_examples=80, deadline=None)

@@ -450,7 +450,7 @@ def test_an_id_shaped_name_that_is_no_time_makes_latest_fail(tmp_path):
     ({'timeout': '-inf'}, "timeout=-inf must be a finite integer"),
     ({'login_port': 'Infinity'}, "login_port=Infinity must be a finite integer"),
     ({'sites': [1, float('inf')]}, 'sites[1]=inf must be a finite integer'),
-    ({'sites': ['1e400']}, 'site IDs are positive integers'),
+    ({'sites': ['1e400']}, 'sites[0]=1e400 must be a finite integer'),
     ({'login_port': 0}, 'login_port=0 must be a TCP port'),
     ({'login_port': 70000}, 'login_port=70000 must be a TCP port'),
     ({'login_port': -1}, 'login_port=-1 must be a TCP port'),
