@@ -265,7 +265,7 @@ def test_takeover_and_upgrade_keep_user_data(lab, release, tmp_path):
 
 
 @pytest.mark.parametrize('case', ['wrong checksum', 'port held by another process', 'port used twice', 'budget overflow',
-                                  'missing admin password', 'default admin password', 'missing db password'])
+                                  'missing admin password', 'default admin password', 'missing db password', 'bad log level'])
 def test_bad_input_fails_clearly_and_changes_nothing(lab, release, case):
     host = 'node1'
     extra = base_vars(release)
@@ -288,6 +288,9 @@ def test_bad_input_fails_clearly_and_changes_nothing(lab, release, case):
     elif case == 'default admin password':
         extra['app_admin_password'] = '123456'
         expected = ['known default 123456', 'Fix:']
+    elif case == 'bad log level':
+        extra['app_log_level'] = 'x' * 40
+        expected = ['app_log_level must be a log level word', 'Fix:']
     else:
         del extra['app_instances'][1]['db_password']
         expected = ["instances ['site2']", 'have no db_password', 'Fix:']
