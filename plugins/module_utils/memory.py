@@ -272,9 +272,24 @@ def unit_of(paths: dict[str, str]) -> str | None:
     return None
 
 
+def visible_mounts(mounts: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+    """The mounts one sees: where several are stacked on one mount point, only the last (topmost) one.
+
+    A container that mounts its cgroup hierarchy afresh over an inherited one (root ``/../..``) lists both; the
+    paths of ``/proc/PID/cgroup`` are relative to the fresh one, which hides the other.
+    """
+    top: dict[str, dict[str, t.Any]] = {}
+    order: list[str] = []
+    for mount in mounts:
+        if mount['mountpoint'] not in top:
+            order.append(mount['mountpoint'])
+        top[mount['mountpoint']] = mount
+    return [top[point] for point in order]
+
+
 def locate_hierarchy(root: str, notes: list[str]) -> dict[str, t.Any] | None:
     """Find the hierarchy that carries the memory controller: v1 ``memory`` or v2 with ``memory`` enabled."""
-    mounts = _parse_mountinfo(read_text(_path(root, 'proc/self/mountinfo'), notes))
+    mounts = visible_mounts(_parse_mountinfo(read_text(_path(root, 'proc/self/mountinfo'), notes)))
     v1 = [m for m in mounts if m['fstype'] == 'cgroup' and 'memory' in m['super'].split(',')]
     if v1:
         return {'version': 1, 'mount': _path(root, v1[0]['mountpoint']), 'mount_root': v1[0]['root']}

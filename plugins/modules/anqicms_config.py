@@ -108,7 +108,8 @@ attributes:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Reports the keys that would change and writes nothing; fails wherever a real run would fail (bad values, a
-      bad file, a missing or unwritable directory, an unknown O(owner)/O(group), an invalid O(mode)).
+      bad file, a missing or unwritable directory, an invalid O(mode)). An O(owner)/O(group) that does not exist yet is
+      a warning in check mode (an earlier task of the play creates it); the real run refuses it before writing.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
@@ -306,6 +307,12 @@ def check_file_args(module: AnsibleModule) -> None:
                 lookup(value)
             except (KeyError, ValueError):
                 kind = 'user' if option == 'owner' else 'group'
+                if module.check_mode and len(value) <= 32 and '\x00' not in value:
+                    # A play that creates the user in an earlier task has not created it in check mode.
+                    module.warn('%s=%r is not a known %s on this host yet; a real run fails unless an earlier task creates it'
+                                % (option, value, kind))
+                    module.params[option] = None
+                    continue
                 module.fail_json(msg='%s=%r is not a known %s on this host; create it first or fix the name' % (option, value, kind))
         else:
             if not 0 <= number <= limit:

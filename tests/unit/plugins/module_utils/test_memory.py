@@ -744,3 +744,23 @@ def test_sampling_and_listing_options_are_bounded(args: tuple[float, int, int], 
 def test_hostile_matchers_are_refused_with_the_fix(matchers: list[t.Any], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace('(', '.')):
         memory.compile_matchers(matchers)
+
+
+# A container (like a test-fleet host) that mounted its cgroup hierarchy afresh over the inherited one.
+STACKED_MOUNTINFO = """\
+30 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec - tmpfs tmpfs ro,mode=755
+53 30 0:32 /../../../.. /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+95 25 0:40 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw
+101 95 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+"""
+
+
+def test_a_hierarchy_mounted_over_an_inherited_one_is_the_one_used(tmp_path):
+    (tmp_path / 'proc' / 'self').mkdir(parents=True)
+    (tmp_path / 'proc' / 'self' / 'mountinfo').write_text(STACKED_MOUNTINFO)
+    hierarchy = memory.locate_hierarchy(str(tmp_path), [])
+    assert hierarchy['version'] == 1 and hierarchy['mount_root'] == '/'
+    assert memory.cgroup_under_mount(hierarchy, '/system.slice/mariadb.service') == '/system.slice/mariadb.service'
+    # Only the inherited mount (what the code saw before): every process would be outside it.
+    only_inherited = {'version': 1, 'mount': '/x', 'mount_root': '/../../../..'}
+    assert memory.cgroup_under_mount(only_inherited, '/system.slice/mariadb.service') is None

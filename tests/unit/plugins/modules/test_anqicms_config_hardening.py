@@ -306,13 +306,26 @@ def test_an_existing_world_readable_file_keeps_its_mode_with_a_warning(run_main,
     ({'mode': 99999}, ['mode=99999']),
     ({'mode': -1}, ['mode=-1']),
     ({'mode': 'u+z'}, ["mode='u+z'"]),
-    ({'owner': 'no-such-user-opsguard'}, ["owner='no-such-user-opsguard'", 'not a known user']),
     ({'owner': '99999999999'}, ['out of range']),
     ({'owner': 'a\x00b'}, ['not a known user']),
-    ({'group': 'no-such-group-opsguard'}, ['not a known group']),
 ])
 def test_bad_file_attributes_are_refused_before_the_write(run_main, cfg, args, fragments):
     assert_refused(run_main, cfg, dict(args, server={'port': 8002}, backup=True), fragments)
+
+
+@pytest.mark.parametrize('option, kind', [('owner', 'user'), ('group', 'group')])
+def test_an_unknown_owner_is_refused_but_only_warned_about_in_check_mode(run_main, cfg, option, kind):
+    """A play creates the instance's user before its config.json; in check mode that user does not exist yet."""
+    before = snapshot(cfg)
+    args = {'path': str(cfg), 'server': {'port': 8002}, option: 'no-such-%s-opsguard' % kind}
+    check = run(run_main, args, check=True)
+    assert not check.get('failed'), check
+    assert check['changed'] is True
+    assert 'not a known %s on this host yet' % kind in json.dumps(check['warnings'])
+    assert snapshot(cfg) == before
+    real = run(run_main, args)
+    assert real.get('failed') is True and 'not a known %s on this host; create it first' % kind in real['msg']
+    assert snapshot(cfg) == before
 
 
 # --- item 16: symlinks and paths -----------------------------------------------------------------
