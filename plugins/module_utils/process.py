@@ -18,7 +18,9 @@ import re
 import select
 import signal as _signal
 import socket
+import stat as _stat
 import struct
+import tempfile
 import time
 
 PROC = '/proc'
@@ -31,10 +33,70 @@ TCP_LISTEN = 10
 PIDFILE_SLACK = 2.0
 CRON_FILES = ('/etc/crontab',)
 CRON_DIRS = ('/etc/cron.d', '/var/spool/cron/crontabs', '/var/spool/cron')
+# Bounds of the options (validated before anything is read or signalled).
+PID_MAX_LIMIT = 4194304  # the kernel's PID_MAX_LIMIT on 64-bit: pid_max can never be higher
+MAX_WAIT_SECONDS = 86400.0  # longest wait of any duration option (one day)
+MAX_PORT = 65535
+MAX_PATTERN_LENGTH = 4096
+MAX_PIDFILE_BYTES = 4096  # only the first line matters; a pidfile is never read further
+_ASCII_DIGITS = re.compile(r'[0-9]+')
 
 
 class ProcessError(Exception):
     """A refusal or failure with an operator-facing message."""
+
+
+# ---------------------------------------------------------------- option bounds
+
+
+def pid_max(proc: str = PROC) -> int:
+    """The kernel's pid_max (highest PID + 1 it hands out); PID_MAX_LIMIT when it cannot be read or makes no sense."""
+    try:
+        text = _read(os.path.join(proc, 'sys', 'kernel', 'pid_max')).strip()
+    except (IOError, OSError, ValueError):
+        return PID_MAX_LIMIT
+    if not _ASCII_DIGITS.fullmatch(text) or len(text) > 8:
+        return PID_MAX_LIMIT
+    return min(max(int(text), 2), PID_MAX_LIMIT)
+
+
+def check_pid(value, what: str = 'pid', proc: str = PROC) -> int:
+    """value as a PID the kernel could hand out (1 .. pid_max - 1), or ProcessError."""
+    limit = pid_max(proc)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < limit:
+        raise ProcessError('%s must be a process ID between 1 and %d (/proc/sys/kernel/pid_max is %d), got %r'
+                           % (what, limit - 1, limit, value))
+    return value
+
+
+def check_port(value, what: str = 'port') -> int:
+    """value as a TCP port (1 .. 65535), or ProcessError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PORT:
+        raise ProcessError('%s must be a TCP port between 1 and %d, got %r' % (what, MAX_PORT, value))
+    return value
+
+
+def check_duration(value, what: str = 'timeout', maximum: float = MAX_WAIT_SECONDS) -> float:
+    """value as a number of seconds, finite and within 0 .. maximum (NaN and infinities refused), or ProcessError."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        seconds = float('nan')
+    if isinstance(value, bool) or not 0.0 <= seconds <= maximum:  # NaN fails every comparison
+        raise ProcessError('%s must be a number of seconds from 0 to %d, got %r' % (what, maximum, value))
+    return seconds
+
+
+def compile_pattern(pattern: str, what: str = 'cmdline_pattern'):
+    """pattern compiled as a Python regular expression, or ProcessError naming the problem."""
+    if not isinstance(pattern, str) or not pattern:
+        raise ProcessError('%s must be a non-empty regular expression, got %r' % (what, pattern))
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise ProcessError('%s is %d characters long; at most %d are accepted' % (what, len(pattern), MAX_PATTERN_LENGTH))
+    try:
+        return re.compile(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError, TypeError) as e:
+        raise ProcessError('%s %r is not a valid Python regular expression: %s' % (what, pattern[:200], e or type(e).__name__))
 
 
 class Identity(object):
@@ -243,7 +305,7 @@ def check_constraints(ident: Identity, cmdline: list, exe: str | None = None, na
         base = os.path.basename(strip_deleted(ident.exe))
         if name not in (ident.name, base):
             problems.append('its name is %s (executable %s), expected %s' % (ident.name, base or '(none)', name))
-    if cmdline_pattern and not re.search(cmdline_pattern, ' '.join(cmdline)):
+    if cmdline_pattern and not compile_pattern(cmdline_pattern).search(' '.join(cmdline)):
         problems.append('its command line %r does not match %r' % (' '.join(cmdline), cmdline_pattern))
     return problems
 
@@ -282,19 +344,42 @@ def find_matching(table: dict, exe: str | None = None, name: str | None = None, 
     return sorted(found)
 
 
-def read_pidfile(path: str) -> tuple:
-    """(pid, mtime) from a pidfile; (None, None) when the file does not exist."""
+def read_pidfile(path: str, proc: str = PROC) -> tuple:
+    """(pid, mtime) from a pidfile; (None, None) when the file does not exist.
+
+    The file is untrusted input: it must be a regular file (a symbolic link, FIFO, device or directory is refused;
+    a FIFO would block forever), only its first MAX_PIDFILE_BYTES are read, and its first line must be an ASCII
+    decimal PID the kernel could hand out (1 .. pid_max - 1).  mtime comes from the very file that was read.
+    """
+    if not isinstance(path, str) or not path or '\0' in path:
+        raise ProcessError('pidfile must be a non-empty path without NUL bytes, got %r' % (path,))
     try:
-        st = os.stat(path)
-        text = _read(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
     except (IOError, OSError) as e:
         if e.errno == errno.ENOENT:
             return None, None
+        if e.errno == errno.ELOOP and os.path.islink(path):
+            raise ProcessError('pidfile %s is a symbolic link (to %s): refused, nothing signalled. Give the path of the '
+                               'pidfile itself.' % (path, os.readlink(path)))
         raise ProcessError('cannot read pidfile %s: %s' % (path, e))
-    first = text.strip().split('\n', 1)[0].strip() if text.strip() else ''
-    if not first.isdigit() or int(first) < 1:
-        raise ProcessError('pidfile %s does not hold a PID (content %r); expected a positive decimal number on the first line'
+    try:
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            raise ProcessError('pidfile %s is not a regular file (mode %o): refused, nothing signalled' % (path, st.st_mode))
+        data = os.read(fd, MAX_PIDFILE_BYTES)
+    except (IOError, OSError) as e:
+        raise ProcessError('cannot read pidfile %s: %s' % (path, e))
+    finally:
+        os.close(fd)
+    text = data.decode('utf-8', 'surrogateescape')
+    first = text.strip(' \t\r\n').split('\n', 1)[0].strip(' \t\r')
+    if not _ASCII_DIGITS.fullmatch(first) or not first.strip('0'):
+        raise ProcessError('pidfile %s does not hold a PID (content %r); expected a positive decimal number on the first line; nothing signalled'
                            % (path, text[:40]))
+    limit = pid_max(proc)
+    if len(first) > 8 or int(first) >= limit:
+        raise ProcessError('pidfile %s does not hold a PID: %s is above the highest PID this kernel hands out (%d, '
+                           '/proc/sys/kernel/pid_max); nothing signalled. Fix or remove the pidfile.' % (path, first[:40], limit - 1))
     return int(first), st.st_mtime
 
 
@@ -600,16 +685,32 @@ def collect_diagnostics(ident: Identity, tree: list, proc: str = PROC, max_fds: 
 
 
 def write_json_private(directory: str, filename: str, data: dict) -> str:
-    """Write data as JSON readable by root only (temp name, then rename)."""
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
-    path = os.path.join(directory, filename)
-    tmp = path + '.tmp'
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, 'w') as f:
-        json.dump(data, f, indent=1, sort_keys=True, default=str)
-    os.rename(tmp, path)
-    return path
+    """Write data as JSON readable by its owner only (a new temp file, then rename); ProcessError on failure.
+
+    The temp file is created exclusively (never through a planted file or symlink); filename must be a plain name.
+    """
+    if not filename or '/' in filename or filename in ('.', '..') or '\0' in filename or '\0' in directory:
+        raise ProcessError('diagnostics file name %r is not a plain file name' % (filename,))
+    tmp = None
+    try:
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o700)
+        path = os.path.join(directory, filename)
+        fd, tmp = tempfile.mkstemp(prefix='.' + filename[:64] + '.', suffix='.tmp', dir=directory)
+        with os.fdopen(fd, 'w') as f:
+            json.dump(data, f, indent=1, sort_keys=True, default=str)
+        os.rename(tmp, path)
+        tmp = None
+        return path
+    except (IOError, OSError, ValueError) as e:
+        raise ProcessError('cannot write diagnostics to %s: %s; nothing signalled. Choose a directory root can write.'
+                           % (directory, e))
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 # ---------------------------------------------------------------- signalling
@@ -618,8 +719,8 @@ def write_json_private(directory: str, filename: str, data: dict) -> str:
 def signal_number(value) -> int:
     """SIGTERM / TERM / 15 -> 15."""
     text = str(value).strip().upper()
-    if text.isdigit():
-        number = int(text)
+    if _ASCII_DIGITS.fullmatch(text):
+        number = int(text) if len(text) <= 4 else 0
         if 0 < number < _signal.NSIG:
             return number
     else:
@@ -710,8 +811,12 @@ class Tracked(object):
 
 
 def wait_gone(tracked: list, timeout: float, interval: float = 0.02) -> list:
-    """Wait until every tracked process has exited or timeout passes; return the ones still alive."""
-    deadline = time.monotonic() + max(0.0, timeout)
+    """Wait until every tracked process has exited or timeout passes; return the ones still alive.
+
+    timeout must be finite and within 0 .. MAX_WAIT_SECONDS (ProcessError otherwise, before any wait); one
+    select() never waits more than 1 s, so no value can overflow the kernel's time type.
+    """
+    deadline = time.monotonic() + check_duration(timeout, 'timeout')
     while True:
         alive = [t for t in tracked if t.alive()]
         remaining = deadline - time.monotonic()
@@ -719,7 +824,7 @@ def wait_gone(tracked: list, timeout: float, interval: float = 0.02) -> list:
             return alive
         fds = [t.pidfd for t in alive if t.pidfd is not None]
         if fds and len(fds) == len(alive):
-            select.select(fds, [], [], remaining)
+            select.select(fds, [], [], min(remaining, 1.0))
         else:
             time.sleep(min(interval, remaining))
 
@@ -761,16 +866,23 @@ def snapshot_tree(root: Identity, with_children: bool, proc: str = PROC) -> list
 
 
 def stop_processes(members: list, signum: int, timeout: float, escalate: bool, kill_timeout: float = 5.0,
-                   with_children: bool = True, proc: str = PROC, use_pidfd: bool = True) -> dict:
+                   with_children: bool = True, proc: str = PROC, use_pidfd: bool = True, signals: list | None = None) -> dict:
     """Signal a proven tree (root first), wait, escalate to SIGKILL; report what happened.
 
     members: identities (root first) taken before the first signal.  Every one is pinned and re-proven
     before each signal; one that no longer proves is treated as gone and never signalled.
+    timeout and kill_timeout are checked before anything is signalled (ProcessError).
+    signals: a list the caller owns, filled as each signal is sent, so that what was done is known even when
+    an exception ends the stop half-way.
     """
+    check_duration(timeout, 'timeout')
+    check_duration(kill_timeout, 'kill_timeout')
+    signum = signal_number(signum)
     started = time.monotonic()
     tracked = [Tracked(m, proc, use_pidfd) for m in members]
     rss_before = sum(t.rss for t in tracked if not t.gone)
-    signals = []
+    if signals is None:
+        signals = []
 
     def send_all(items: list, signum_: int) -> None:
         for item in items:
@@ -825,7 +937,7 @@ def wait_drained(pid: int, ports: list, timeout: float, interval: float = 0.1, p
     queue (no inode yet).
     """
     started = time.monotonic()
-    deadline = started + max(0.0, timeout)
+    deadline = started + check_duration(timeout, 'drain_timeout')
     first = None
     owners = [pid] + [m for m in (members or []) if m != pid]
     while True:
@@ -844,7 +956,7 @@ def wait_drained(pid: int, ports: list, timeout: float, interval: float = 0.1, p
 
 def wait_port_released(ports: list, timeout: float, interval: float = 0.05, proc: str = PROC) -> bool:
     """True once none of the ports has a listener in the caller's network namespace (bounded by timeout)."""
-    deadline = time.monotonic() + max(0.0, timeout)
+    deadline = time.monotonic() + check_duration(timeout, 'port_release_timeout')
     while True:
         if not tcp_table(TCP_LISTEN, None, set(ports), proc):
             return True
@@ -883,6 +995,18 @@ def resolve_target(pid: int | None = None, pidfile: str | None = None, port: int
     - "stopped" is only reported when, if exe/name/cmdline_pattern are given, no process satisfying them runs
       anywhere else on the host either (otherwise the description does not fit what is running: refused).
     """
+    # Every argument is checked before /proc is read for a target: bad input is refused, never read as "stopped".
+    if pid is not None:
+        check_pid(pid, 'pid', proc)
+    if port is not None:
+        check_port(port, 'port')
+    if cmdline_pattern is not None:
+        compile_pattern(cmdline_pattern)
+    for key, value in (('exe', exe), ('name', name), ('pidfile', pidfile)):
+        if value is not None and (not isinstance(value, str) or not value or '\0' in value):
+            raise ProcessError('%s must be a non-empty string without NUL bytes, got %r' % (key, value))
+    if exe is not None and not os.path.isabs(exe):
+        raise ProcessError('exe must be an absolute path, got %r' % exe)
     constraints = {'exe': exe, 'name': name, 'cmdline_pattern': cmdline_pattern}
     given = dict((k, v) for k, v in constraints.items() if v)
     protected = protected_pids(proc)
@@ -920,12 +1044,10 @@ def resolve_target(pid: int | None = None, pidfile: str | None = None, port: int
         mtime = None
         source = 'PID %s' % pid
         if pidfile is not None:
-            pid, mtime = read_pidfile(pidfile)
+            pid, mtime = read_pidfile(pidfile, proc)
             if pid is None:
                 return stopped('pidfile %s does not exist' % pidfile)
             source = 'PID %d from pidfile %s' % (pid, pidfile)
-        if pid < 1:
-            raise ProcessError('pid must be a positive number, got %d' % pid)
         if pid in protected:
             raise ProcessError('%s is PID 1, this module or one of its ancestors: refused, nothing signalled' % source)
         ident = read_identity(pid, proc, need_tgid=True)
@@ -955,8 +1077,6 @@ def resolve_target(pid: int | None = None, pidfile: str | None = None, port: int
         return prove(full[roots[0]], 'the process listening on TCP port %d' % port)
 
     if exe:
-        if not os.path.isabs(exe):
-            raise ProcessError('exe must be an absolute path, got %r' % exe)
         matches = find_matching(get_table(), exclude=tuple(protected), proc=proc, **constraints)
         if not matches:
             return {'running': False, 'identity': None, 'reason': 'no process runs %s' % exe}

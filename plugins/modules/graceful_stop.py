@@ -50,11 +50,15 @@ options:
   pid:
     description:
       - PID of the process to stop. A PID that does not exist means the process is already stopped.
+      - Must be between 1 and the kernel's C(pid_max) minus 1 (C(/proc/sys/kernel/pid_max)); other values are refused.
     type: int
   pidfile:
     description:
-      - Path of a file holding the PID on its first line.
+      - Absolute path of a file holding the PID on its first line.
       - Missing, or naming a PID that is not running, means already stopped.
+      - The content is untrusted. Refused when the file is a symbolic link (directories on the way may be links),
+        not a regular file (FIFO, device, directory), or its first line is not an ASCII decimal PID between 1 and
+        C(pid_max) minus 1. Only the first 4096 bytes are read.
       - Refused when the live PID started more than 2 seconds after the pidfile was last written (PID reuse),
         or does not satisfy O(exe), O(name) or O(cmdline_pattern).
     type: path
@@ -62,30 +66,37 @@ options:
     description:
       - TCP port; the target is the process that holds the listening socket (a parent and the children sharing
         the socket count as one). Nothing listening means already stopped.
+      - Must be between 1 and 65535.
     type: int
   systemd_unit:
     description:
       - A systemd unit to stop through systemd (C(systemctl stop)), so its restart logic and state stay consistent.
       - The unit's own C(KillSignal=) applies; O(signal) is not used. Escalation uses C(systemctl kill --signal=SIGKILL).
       - An inactive or failed unit means already stopped.
+      - One unit name (letters, digits and C(:_.@\-), at most 256 characters); glob patterns are refused, since
+        C(systemctl stop) would stop every unit they match.
     type: str
   exe:
     description:
-      - Absolute path of the executable, compared with the resolved C(/proc/PID/exe).
+      - Absolute path of the executable, compared with the resolved C(/proc/PID/exe). Symbolic links and C(..) in
+        it are resolved first (a process started through C(/opt/anqicms/current/anqicms) shows the link's target).
       - Alone it is the target (one process tree must match; several unrelated ones are refused).
       - With O(pid), O(pidfile), O(port) or O(systemd_unit) it is an identity constraint the process must satisfy.
     type: path
   name:
     description:
       - Identity constraint; the process name (C(comm)) or the basename of its executable must equal it.
+      - Must not be empty (an empty constraint is refused, never ignored).
     type: str
   cmdline_pattern:
     description:
       - Identity constraint; a Python regular expression searched in the command line (arguments joined by spaces).
+      - Compiled before anything else happens; an invalid or empty expression, or one longer than 4096 characters,
+        is refused.
     type: str
   signal:
     description:
-      - The first signal, by name (V(SIGTERM), V(TERM)) or number.
+      - The first signal, by name (V(SIGTERM), V(TERM)) or number (ASCII digits, 1 to the highest signal number).
     type: str
     default: SIGTERM
   children:
@@ -96,6 +107,7 @@ options:
   timeout:
     description:
       - Seconds to wait for the process tree to exit after the first signal.
+      - From 0 to 86400 (one day); NaN and infinite values are refused, like for every duration option.
     type: float
     default: 30
   escalate:
@@ -106,6 +118,7 @@ options:
   kill_timeout:
     description:
       - Seconds to wait for the exit after SIGKILL (a process in uninterruptible sleep may take a while).
+      - From 0 to 86400.
     type: float
     default: 10
   drain:
@@ -117,16 +130,19 @@ options:
   drain_timeout:
     description:
       - Longest wait for draining, in seconds. The number of connections left is reported.
+      - From 0 to 86400.
     type: float
     default: 30
   drain_ports:
     description:
       - Ports to watch while draining. Default is the ports the target listens on (or O(port)).
+      - Each between 1 and 65535.
     type: list
     elements: int
   port_release_timeout:
     description:
       - Seconds to wait after the exit for the listening ports to disappear.
+      - From 0 to 86400.
     type: float
     default: 5
   diagnostics_dir:
@@ -134,9 +150,14 @@ options:
       - Directory (created with mode 0700 when missing) for one JSON file per stop, written before the first signal.
         It holds memory status and smaps_rollup, threads, file descriptors, connections, command line and limits
         of the target (never its environment).
+      - Must be an absolute path; an existing non-directory is refused. A failure to write the file fails the task
+        before any signal.
     type: path
 notes:
   - The module never signals PID 1, itself or one of its ancestors.
+  - Every option is checked (types, ranges, regular expression, unit name) before anything is read or signalled;
+    a bad value fails the task with a message naming the option, the value and what is expected.
+  - A task that fails after a signal was sent reports C(changed=true) and lists what was sent in RV(signals).
   - Identity rules are documented in docs/modules/graceful_stop.md of the collection.
 seealso:
   - name: systemd.kill
@@ -220,7 +241,7 @@ ports:
   elements: int
   sample: [8001]
 signals:
-  description: Every signal sent, in order.
+  description: Every signal sent, in order; also when the task fails after a signal was sent.
   returned: always
   type: list
   elements: dict
@@ -301,10 +322,13 @@ plan:
 '''
 
 import os
+import re
 import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.opsguard.anqicms.plugins.module_utils.options import new_module
 
 try:
     from ansible_collections.opsguard.anqicms.plugins.module_utils import process as proc_utils
@@ -336,8 +360,15 @@ class Stopper(object):
             'rss_freed_bytes': 0, 'port_released': None, 'diagnostics_path': None, 'watchdogs': [], 'plan': [],
         }
 
-    def fail(self, msg: str) -> None:
-        self.module.fail_json(msg='%s: %s' % (_hostname(), msg), **self.result)
+    def fail(self, msg: str, **extra) -> None:
+        signals = self.result['signals']
+        if not self.module.check_mode:
+            # Whatever was already done is a change, and the message says what it was.
+            self.result['changed'] = bool(signals) or bool(self.result['diagnostics_path'])
+        if signals and 'signals sent' not in msg:
+            sent = ', '.join('%s to PID %d via %s' % (s['signal'], s['pid'], s['via']) for s in signals)
+            msg += ' (signals sent before this: %s)' % sent
+        self.module.fail_json(msg='%s: %s' % (_hostname(), msg), **dict(self.result, **extra))
 
     # ------------------------------------------------------------ systemd
 
@@ -378,6 +409,16 @@ class Stopper(object):
     # ------------------------------------------------------------ main flow
 
     def run(self) -> None:
+        try:
+            self.run_checked()
+        except ProcessError as e:
+            self.fail(str(e))
+        except Exception as e:  # pylint: disable=broad-except
+            # Never a bare traceback, and never "changed=false" once something was signalled.
+            done = 'nothing signalled' if not self.result['signals'] else 'the stop did not finish'
+            self.fail('unexpected error, %s: %s: %s' % (done, type(e).__name__, e), exception=traceback.format_exc())
+
+    def run_checked(self) -> None:
         p = self.p
         try:
             signum = proc_utils.signal_number(p['signal'])
@@ -427,15 +468,11 @@ class Stopper(object):
         if ports:
             plan.append('confirm ports %s are released' % ports)
         self.result['plan'] = plan
-        self.result['changed'] = True
         if self.module.check_mode:
+            self.result['changed'] = True
             self.result['outcome'] = 'would_stop'
             self.module.exit_json(**self.result)
-
-        try:
-            self.stop(identity, members, unit, signum, ports, drain_ports)
-        except ProcessError as e:
-            self.fail(str(e))
+        self.stop(identity, members, unit, signum, ports, drain_ports)
 
     def resolve_process(self):
         p = self.p
@@ -457,7 +494,8 @@ class Stopper(object):
             self.result['target'] = 'systemd unit %s is %s' % (name, unit.get('ActiveState'))
             self.result['watchdogs'] = [{'type': 'systemd', 'unit': name, 'restart': unit.get('Restart')}]
             return None, None, unit
-        main_pid = int(unit.get('MainPID') or 0)
+        main_pid_text = unit.get('MainPID') or ''
+        main_pid = int(main_pid_text) if re.fullmatch(r'[0-9]{1,8}', main_pid_text) else 0
         if main_pid <= 0:
             raise ProcessError('systemd unit %s is %s but has no main PID; nothing stopped. Stop it with systemctl.'
                                % (name, unit.get('ActiveState')))
@@ -517,9 +555,12 @@ class Stopper(object):
             if not identity.same(current):
                 raise ProcessError('PID %d changed identity between checks (was %r, now %r): nothing signalled'
                                    % (identity.pid, identity, current))
-            report = proc_utils.stop_processes(members, signum, p['timeout'], p['escalate'], p['kill_timeout'], p['children'])
-        self.result.update(dict((k, report[k]) for k in ('signals', 'stop_duration', 'rss_freed_bytes', 'pids') if k in report))
+            report = proc_utils.stop_processes(members, signum, p['timeout'], p['escalate'], p['kill_timeout'], p['children'],
+                                               signals=self.result['signals'])
+        self.result.update(dict((k, report[k]) for k in ('stop_duration', 'rss_freed_bytes', 'pids') if k in report))
         self.result['outcome'] = report['outcome']
+        self.result['changed'] = bool(self.result['signals']) or report['outcome'] != 'already_stopped'
+        report['signals'] = self.result['signals']
         if ports:
             self.result['port_released'] = proc_utils.wait_port_released(ports, p['port_release_timeout'])
         if report.get('survivors'):
@@ -528,8 +569,6 @@ class Stopper(object):
             self.result['survivors'] = report['survivors']
             self.fail('still running after %s: %s (escalate=%s); stop them by hand or rerun with escalate=true'
                       % (last, ', '.join('PID %d (%s)' % (s['pid'], s['exe']) for s in report['survivors']), p['escalate']))
-        if report['outcome'] == 'already_stopped':
-            self.result['changed'] = False
         if ports and not self.result['port_released']:
             self.module.warn('port(s) %s still have a listener after the stop' % ports)
         self.module.exit_json(**self.result)
@@ -540,7 +579,7 @@ class Stopper(object):
         started = time.monotonic()
         tracked = [proc_utils.Tracked(m) for m in members]
         rss_before = sum(t.rss for t in tracked if not t.gone)
-        signals = []
+        signals = self.result['signals']
         try:
             again = self.unit_show(name)
             if again.get('MainPID') != unit.get('MainPID') or not tracked[0].proven():
@@ -580,9 +619,52 @@ class Stopper(object):
                 t.close()
 
 
+UNIT_NAME = re.compile(r'[A-Za-z0-9:_.@\\-]+')
+MAX_NAME_LENGTH = 4096
+
+
+def validate(params: dict) -> str | None:
+    """Check every option before anything is read or signalled; normalise exe.  Returns the first problem, or None."""
+    try:
+        for key in ('timeout', 'kill_timeout', 'drain_timeout', 'port_release_timeout'):
+            params[key] = proc_utils.check_duration(params[key], key)
+        if params['pid'] is not None:
+            proc_utils.check_pid(params['pid'], 'pid')
+        if params['port'] is not None:
+            proc_utils.check_port(params['port'], 'port')
+        for port in params['drain_ports'] or []:
+            proc_utils.check_port(port, 'each of drain_ports')
+        for key in ('pidfile', 'systemd_unit', 'exe', 'name', 'cmdline_pattern', 'signal', 'diagnostics_dir'):
+            value = params[key]
+            if value is not None and (not value or '\0' in value or len(value) > MAX_NAME_LENGTH):
+                raise ProcessError('%s must be a non-empty string of at most %d characters without NUL bytes, got %r'
+                                   % (key, MAX_NAME_LENGTH, value[:200]))
+        proc_utils.signal_number(params['signal'])
+        if params['cmdline_pattern'] is not None:
+            proc_utils.compile_pattern(params['cmdline_pattern'])
+        unit = params['systemd_unit']
+        if unit is not None and (len(unit) > 256 or not UNIT_NAME.fullmatch(unit) or unit.startswith('-')):
+            raise ProcessError('systemd_unit must be one unit name such as anqicms-site1.service (letters, digits and '
+                               ':_.@\\-, at most 256 characters; no glob patterns), got %r' % unit[:300])
+        for key in ('pidfile', 'diagnostics_dir'):
+            if params[key] is not None and not os.path.isabs(params[key]):
+                raise ProcessError('%s must be an absolute path, got %r' % (key, params[key]))
+        if params['exe'] is not None:
+            if not os.path.isabs(params['exe']):
+                raise ProcessError('exe must be an absolute path (compared with /proc/PID/exe), got %r' % params['exe'])
+            # /proc/PID/exe holds the resolved path: compare with the resolved path (symlinks, "..").
+            params['exe'] = os.path.realpath(params['exe'])
+        diag = params['diagnostics_dir']
+        if diag is not None and os.path.lexists(diag) and not os.path.isdir(diag):
+            raise ProcessError('diagnostics_dir %s exists and is not a directory' % diag)
+    except ProcessError as e:
+        return str(e)
+    return None
+
+
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = new_module(
+        dict(
             pid=dict(type='int'),
             pidfile=dict(type='path'),
             port=dict(type='int'),
@@ -601,17 +683,16 @@ def main() -> None:
             port_release_timeout=dict(type='float', default=5),
             diagnostics_dir=dict(type='path'),
         ),
+        'graceful_stop',
         mutually_exclusive=[('pid', 'pidfile', 'port', 'systemd_unit')],
         required_one_of=[('pid', 'pidfile', 'port', 'systemd_unit', 'exe')],
         supports_check_mode=True,
     )
     if not HAS_PROCESS_UTILS:
         module.fail_json(msg='cannot import opsguard.anqicms process utilities', exception=PROCESS_UTILS_ERROR)
-    for key in ('timeout', 'kill_timeout', 'drain_timeout', 'port_release_timeout'):
-        if module.params[key] < 0:
-            module.fail_json(msg='%s must be 0 or more seconds, got %s' % (key, module.params[key]))
-    if module.params['exe'] and not os.path.isabs(module.params['exe']):
-        module.fail_json(msg='exe must be an absolute path (compared with /proc/PID/exe), got %r' % module.params['exe'])
+    problem = validate(module.params)
+    if problem:
+        module.fail_json(msg='%s: invalid option value: %s; nothing signalled' % (_hostname(), problem), changed=False)
     if module.params['systemd_unit'] and module.params['signal'] not in ('SIGTERM', 'TERM', '15'):
         module.warn('signal is not used with systemd_unit: the unit\'s KillSignal= applies')
     Stopper(module).run()

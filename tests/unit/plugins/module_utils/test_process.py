@@ -517,3 +517,204 @@ def test_drain_counts_connections_not_yet_accepted(procs):
         assert report['connections_at_start'] == 1 and report['connections_left'] == 1
     finally:
         client.close()
+
+
+# ---------------------------------------------------------------- bounds and untrusted input (issue 11)
+
+
+TERM_RECORDER = '''
+    import signal, sys, time
+    def on_term(*args):
+        with open(sys.argv[1], 'a') as f:
+            f.write('TERM\\n')
+    signal.signal(signal.SIGTERM, on_term)
+    print('READY', flush=True)
+    while True:
+        time.sleep(60)
+'''
+
+with open('/proc/sys/kernel/pid_max') as _f:
+    PID_MAX = int(_f.read())
+
+
+def term_recorder(spawn, record: str) -> subprocess.Popen:
+    """A process that ignores SIGTERM but writes one line per SIGTERM to record."""
+    proc = spawn([sys.executable, '-c', textwrap.dedent(TERM_RECORDER), record], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith('READY')
+    return proc
+
+
+def terms(record: str) -> int:
+    return open(record).read().count('TERM') if os.path.exists(record) else 0
+
+
+class TestBounds:
+    @pytest.mark.parametrize('value', [float('nan'), float('inf'), float('-inf'), 1e10, 1e308, -1, -1e-9, 86400.001, True, None, 'x'])
+    def test_duration_refused(self, value):
+        with pytest.raises(P.ProcessError, match='drain_timeout must be a number of seconds from 0 to 86400'):
+            P.check_duration(value, 'drain_timeout')
+
+    @pytest.mark.parametrize('value', [0, 0.0, 0.5, 86400, '7'])
+    def test_duration_accepted(self, value):
+        assert P.check_duration(value) == float(value)
+
+    @pytest.mark.parametrize('value', [0, -1, 65536, 70000, 2 ** 64, True, None])
+    def test_port_refused(self, value):
+        with pytest.raises(P.ProcessError, match='port must be a TCP port between 1 and 65535'):
+            P.check_port(value)
+
+    @pytest.mark.parametrize('value', [0, -1, PID_MAX, 2 ** 40, 2 ** 64, True, None])
+    def test_pid_refused(self, value):
+        with pytest.raises(P.ProcessError, match='pid must be a process ID between 1 and %d' % (PID_MAX - 1)):
+            P.check_pid(value)
+
+    def test_pid_max_from_garbage(self, tmp_path):
+        (tmp_path / 'sys' / 'kernel').mkdir(parents=True)
+        for content, expected in (('32768\n', 32768), ('', P.PID_MAX_LIMIT), ('9' * 50, P.PID_MAX_LIMIT), ('-5', P.PID_MAX_LIMIT),
+                                  ('99999999', P.PID_MAX_LIMIT), ('\xff', P.PID_MAX_LIMIT)):
+            (tmp_path / 'sys' / 'kernel' / 'pid_max').write_text(content)
+            assert P.pid_max(str(tmp_path)) == expected
+        (tmp_path / 'sys' / 'kernel' / 'pid_max').unlink()
+        assert P.pid_max(str(tmp_path)) == P.PID_MAX_LIMIT
+
+    @pytest.mark.parametrize('pattern', ['(', '[z-a]', '*', 'a{2,1}', '(' * 1500 + ')' * 1500, 'x' * 5000, ''])
+    def test_bad_pattern(self, pattern):
+        with pytest.raises(P.ProcessError, match='cmdline_pattern'):
+            P.compile_pattern(pattern)
+
+    @pytest.mark.parametrize('value', ['²', '١٥', '99999', '0', '-9', 'SIG_DFL', 'SIGNALS', 'NSIG', 'SIG\0TERM', '1' * 5000])
+    def test_signal_number_hostile(self, value):
+        with pytest.raises(P.ProcessError, match='unknown signal'):
+            P.signal_number(value)
+
+    @pytest.mark.parametrize('kwargs,expected', [
+        ({'port': 0}, 'port must be a TCP port'),
+        ({'port': 70000}, 'port must be a TCP port'),
+        ({'pid': 2 ** 40}, 'pid must be a process ID'),
+        ({'pid': 0}, 'pid must be a process ID'),
+        ({'pid': 12345, 'cmdline_pattern': '('}, 'not a valid Python regular expression'),
+        ({'pid': 12345, 'name': ''}, 'name must be a non-empty string'),
+        ({'exe': 'relative/anqicms'}, 'exe must be an absolute path'),
+    ])
+    def test_resolve_refuses_instead_of_already_stopped(self, kwargs, expected):
+        with pytest.raises(P.ProcessError, match=expected):
+            P.resolve_target(**kwargs)
+
+
+class TestPidfileUntrusted:
+    @pytest.mark.parametrize('content', [b'\xd9\xa1\xd9\xa2\n', b'\xc2\xb2\n', b'\xff\xfe12', b'12\x00', b'\x00', b'+5', b'0x10', b'00'])
+    def test_garbage_refused(self, tmp_path, content):
+        path = tmp_path / 'x.pid'
+        path.write_bytes(content)
+        with pytest.raises(P.ProcessError, match='does not hold a PID'):
+            P.read_pidfile(str(path))
+
+    @pytest.mark.parametrize('content', [b'99999999999999999999\n', b'1' * 100000, ('%d\n' % PID_MAX).encode()])
+    def test_huge_pid_refused(self, tmp_path, content):
+        path = tmp_path / 'x.pid'
+        path.write_bytes(content)
+        with pytest.raises(P.ProcessError, match='above the highest PID'):
+            P.read_pidfile(str(path))
+
+    def test_leading_zeros_and_blanks(self, tmp_path):
+        path = tmp_path / 'x.pid'
+        path.write_bytes(b'  0042 \r\nignored\n')
+        assert P.read_pidfile(str(path))[0] == 42
+
+    def test_symlinked_pidfile_refused(self, tmp_path):
+        real = tmp_path / 'real.pid'
+        real.write_text('4242\n')
+        link = tmp_path / 'link.pid'
+        link.symlink_to(real)
+        with pytest.raises(P.ProcessError, match='is a symbolic link'):
+            P.read_pidfile(str(link))
+        dangling = tmp_path / 'dangling.pid'
+        dangling.symlink_to(tmp_path / 'nowhere')
+        with pytest.raises(P.ProcessError, match='is a symbolic link'):
+            P.read_pidfile(str(dangling))
+
+    def test_symlinked_directory_is_followed(self, tmp_path):
+        (tmp_path / 'run').mkdir()
+        (tmp_path / 'run' / 'x.pid').write_text('4242\n')
+        (tmp_path / 'var-run').symlink_to(tmp_path / 'run')
+        assert P.read_pidfile(str(tmp_path / 'var-run' / 'x.pid'))[0] == 4242
+
+    def test_fifo_and_directory_refused_without_blocking(self, tmp_path):
+        fifo = str(tmp_path / 'fifo.pid')
+        os.mkfifo(fifo)
+        old = signal.signal(signal.SIGALRM, lambda *a: pytest.fail('reading a FIFO pidfile blocked'))
+        signal.alarm(5)
+        try:
+            with pytest.raises(P.ProcessError, match='not a regular file'):
+                P.read_pidfile(fifo)
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+        with pytest.raises(P.ProcessError, match='not a regular file'):
+            P.read_pidfile(str(tmp_path))
+        with pytest.raises(P.ProcessError, match='not a regular file'):
+            P.read_pidfile('/dev/zero')
+
+    def test_nul_in_path_refused(self):
+        with pytest.raises(P.ProcessError, match='NUL'):
+            P.read_pidfile('/run/x\0.pid')
+
+
+class TestStopBounded:
+    @pytest.mark.parametrize('kwargs', [{'timeout': 1e10}, {'timeout': float('inf')}, {'timeout': float('nan')},
+                                        {'kill_timeout': float('nan')}, {'kill_timeout': 1e10}, {'timeout': -1}])
+    def test_absurd_wait_refused_before_sigterm(self, procs, tmp_path, kwargs):
+        """Item 2: timeout=1e10/inf overflowed select() after SIGTERM; nan sent SIGKILL at once."""
+        record = str(tmp_path / 'terms')
+        proc = term_recorder(procs, record)
+        args = dict({'timeout': 0.2, 'kill_timeout': 5}, **kwargs)
+        with pytest.raises(P.ProcessError, match='must be a number of seconds'):
+            P.stop_processes([P.read_identity(proc.pid)], signal.SIGTERM, args['timeout'], True, args['kill_timeout'])
+        assert proc.poll() is None and terms(record) == 0
+
+    def test_longest_wait_does_not_overflow(self, procs):
+        proc = procs([SLEEP, '30'])
+        ident = started(proc)
+        tracked = [P.Tracked(ident)]
+        os.kill(proc.pid, signal.SIGTERM)
+        assert P.wait_gone(tracked, P.MAX_WAIT_SECONDS) == []
+        proc.wait(timeout=5)
+
+    def test_signals_known_after_a_fault(self, procs, tmp_path, monkeypatch):
+        record = str(tmp_path / 'terms')
+        proc = term_recorder(procs, record)
+
+        def broken(*args, **kwargs):
+            raise RuntimeError('fault')
+
+        monkeypatch.setattr(P, 'wait_gone', broken)
+        sent = []
+        with pytest.raises(RuntimeError):
+            P.stop_processes([P.read_identity(proc.pid)], signal.SIGTERM, 1, True, signals=sent)
+        assert [(s['pid'], s['signal']) for s in sent] == [(proc.pid, 'SIGTERM')]
+        wait_for(lambda: terms(record) == 1)
+
+
+class TestDiagnosticsFile:
+    def test_unwritable_directory_is_a_refusal(self, tmp_path):
+        blocker = tmp_path / 'file'
+        blocker.write_text('x')
+        with pytest.raises(P.ProcessError, match='cannot write diagnostics'):
+            P.write_json_private(str(blocker / 'diag'), 'x.json', {})
+
+    @pytest.mark.parametrize('name', ['', '.', '..', 'a/b.json', '../x.json', 'x\0.json'])
+    def test_bad_file_name_refused(self, tmp_path, name):
+        with pytest.raises(P.ProcessError, match='not a plain file name'):
+            P.write_json_private(str(tmp_path), name, {})
+
+    def test_planted_symlink_is_replaced_not_followed(self, tmp_path):
+        victim = tmp_path / 'victim'
+        victim.write_text('keep')
+        diag = tmp_path / 'diag'
+        diag.mkdir()
+        (diag / 'x.json.tmp').symlink_to(victim)
+        (diag / 'x.json').symlink_to(victim)
+        path = P.write_json_private(str(diag), 'x.json', {'a': 1})
+        assert victim.read_text() == 'keep'
+        assert not os.path.islink(path) and open(path).read().startswith('{')
+        assert sorted(os.listdir(str(diag))) == ['x.json', 'x.json.tmp']

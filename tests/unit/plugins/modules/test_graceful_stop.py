@@ -73,7 +73,7 @@ while True:
     ({}, 'one of the following is required'),
     ({'pid': 1, 'port': 80}, 'mutually exclusive'),
     ({'exe': 'anqicms'}, 'exe must be an absolute path'),
-    ({'pid': 12345, 'timeout': -1}, 'timeout must be 0 or more'),
+    ({'pid': 12345, 'timeout': -1}, 'timeout must be a number of seconds from 0 to 86400'),
     ({'pid': 12345, 'signal': 'SIGNOPE'}, 'unknown signal'),
 ])
 def test_bad_arguments(capsys, args, expected):
