@@ -1,0 +1,80 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, opsguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One input class, every module: each documented option of each module is tried with the values that broke
+one of them (infinite, NaN, absurdly large, NUL bytes). Each must be a refusal that names the option, before
+any side effect; never a traceback, never a hang. The options come from the modules' own DOCUMENTATION, so a
+new option is covered the day it is documented."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+from ansible_collections.opsguard.anqicms.plugins.doc_fragments.mysql_login import ModuleDocFragment
+from ansible_collections.opsguard.anqicms.plugins.modules import anqicms_config, backup, graceful_stop, memory_facts, restore
+
+MODULES = {
+    'memory_facts': memory_facts,
+    'graceful_stop': graceful_stop,
+    'anqicms_config': anqicms_config,
+    'backup': backup,
+    'restore': restore,
+}
+BAD = {
+    'int': [float('inf'), '-Infinity', float('nan'), '1e999999999', 2 ** 80],
+    'float': [float('nan'), float('inf'), '-inf', 1e308],
+    'path': ['/tmp/a\x00b'],
+}
+
+
+def options_of(module) -> dict:
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    options = dict(doc.get('options') or {})
+    if 'opsguard.anqicms.mysql_login' in (doc.get('extends_documentation_fragment') or []):
+        options.update(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options'])
+    return options
+
+
+def baseline(name: str, tmp_path) -> dict:
+    """The fewest arguments with which the module gets as far as checking the option under test."""
+    if name == 'graceful_stop':
+        return {'exe': str(tmp_path / 'no-such-dir' / 'anqicms')}
+    if name == 'anqicms_config':
+        return {'path': str(tmp_path / 'config.json')}
+    if name in ('backup', 'restore'):
+        return {'path': str(tmp_path / 'instance'), 'dest': str(tmp_path / 'backups')}
+    return {}
+
+
+CASES = [(name, option, value)
+         for name, module in MODULES.items()
+         for option, spec in sorted(options_of(module).items())
+         if not spec.get('suboptions')
+         for value in BAD.get(spec.get('type', 'str'), [])
+         # 2**80 is a fine integer for ansible; only options with an upper bound refuse it (checked below)
+         ]
+
+
+def tree(path) -> list:
+    return sorted((root, sorted(dirs), sorted(files)) for root, dirs, files in os.walk(path))
+
+
+@pytest.mark.parametrize('name, option, value', CASES, ids=['%s-%s-%r' % c for c in CASES])
+def test_a_hostile_value_is_refused_naming_the_option(run_main, tmp_path, name, option, value):
+    before = tree(tmp_path)
+    args = dict(baseline(name, tmp_path), **{option: value})
+    if name == 'graceful_stop' and option in ('pid', 'pidfile', 'port', 'systemd_unit', 'exe'):
+        args = {option: value}  # one target at a time
+    result = run_main(MODULES[name].main, args, check=True)
+    assert result.get('failed') is True, '%s accepted %s=%r: %s' % (name, option, value, result)
+    assert 'exception' not in result, result['exception']
+    assert option in result['msg'], result['msg']
+    assert tree(tmp_path) == before, 'a refused call changed files'
+
+
+def test_every_module_is_covered():
+    assert {name for name, dummy, dummy2 in CASES} == set(MODULES)
+    assert len(CASES) > 60
