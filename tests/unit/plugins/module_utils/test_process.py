@@ -193,12 +193,17 @@ class TestIdentity:
         ''')
         table = P.scan_processes()
         kids = P.descendants(parent.pid, table)
-        assert len(kids) == 2 and all(k.ppid == parent.pid for k in kids)
-        assert P.reduce_to_roots([parent.pid] + [k.pid for k in kids], table) == [parent.pid]
-        unrelated = procs([SLEEP, '30'])
-        started(unrelated)
-        table = P.scan_processes()
-        assert P.reduce_to_roots([parent.pid, kids[0].pid, unrelated.pid], table) == sorted([parent.pid, unrelated.pid])
+        try:
+            assert len(kids) == 2 and all(k.ppid == parent.pid for k in kids)
+            assert P.reduce_to_roots([parent.pid] + [k.pid for k in kids], table) == [parent.pid]
+            unrelated = procs([SLEEP, '30'])
+            started(unrelated)
+            table = P.scan_processes()
+            assert P.reduce_to_roots([parent.pid, kids[0].pid, unrelated.pid], table) == sorted([parent.pid, unrelated.pid])
+        finally:
+            for kid in kids:  # the grandchildren are ours (children of our child): do not leave them behind
+                if kid.ppid == parent.pid:
+                    os.kill(kid.pid, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- target resolution

@@ -12,8 +12,10 @@ satisfies.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,11 +55,17 @@ HOSTILE_TEXT = ['', '\x00', 'a\x00b', '(', '[z-a]', '(' * 1200 + ')' * 1200, 'x'
 TEXT = st.one_of(st.text(max_size=60), st.sampled_from(HOSTILE_TEXT), st.text(max_size=30).map(lambda s: '/' + s))
 
 
+def die_with_parent() -> None:
+    """In the child: SIGKILL it when the test process that started it goes away, whatever way it goes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class Target(object):
     def __init__(self) -> None:
         self.record = tempfile.NamedTemporaryFile(prefix='opsguard-terms-', delete=False).name
         self.proc = subprocess.Popen([sys.executable, '-c', TERM_RECORDER, self.record], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
         assert self.proc.stdout.readline().strip() == 'READY'
         self.pid = self.proc.pid
 
@@ -71,8 +79,10 @@ class Target(object):
         os.unlink(self.record)
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture
 def target():
+    # Function scope: ansible-test runs module tests in forked children that exit without module-scope
+    # teardown, which left one target per test running after the suite.
     t = Target()
     yield t
     t.close()
