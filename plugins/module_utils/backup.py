@@ -310,7 +310,8 @@ class ManifestError(BackupError):
     """A manifest that does not have the schema this module writes."""
 
 
-def _show(value) -> str:
+def show_value(value) -> str:
+    """``repr(value)`` cut to 80 characters, for messages that quote untrusted input."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + '...'
 
@@ -322,7 +323,7 @@ def _type_name(value) -> str:
 
 def _need(ok: bool, field: str, expected: str, value) -> None:
     if not ok:
-        raise ManifestError('manifest field %s must be %s, got %s %s' % (field, expected, _type_name(value), _show(value)))
+        raise ManifestError('manifest field %s must be %s, got %s %s' % (field, expected, _type_name(value), show_value(value)))
 
 
 def _is_int(value, low: int = 0, high: int = MAX_SIZE) -> bool:
@@ -411,7 +412,7 @@ def validate_manifest(data) -> None:
         tables = site.get('tables')
         _need(tables is None or isinstance(tables, dict), field + '.tables', 'an object or null', tables)
         for table, stats in (tables or {}).items():
-            tfield = '%s.tables[%s]' % (field, _show(table))
+            tfield = '%s.tables[%s]' % (field, show_value(table))
             _need(_is_name(table, 64), tfield, 'keyed by a table name of 1-64 characters', table)
             _need(isinstance(stats, dict) and set(stats) <= {'rows', 'checksum'}, tfield, 'an object with rows and checksum',
                   stats)
@@ -936,7 +937,7 @@ def find_backup(dest: str, instance: str, backup_id: str) -> str:
                               % (instance_dir, path, manifest['instance'], instance, hint))
         return path
     if not isinstance(backup_id, str) or not ID_RE.fullmatch(backup_id):
-        raise BackupError("backup_id %s is neither 'latest' nor of the form YYYYmmddTHHMMSS[ffffff]Z" % _show(backup_id))
+        raise BackupError("backup_id %s is neither 'latest' nor of the form YYYYmmddTHHMMSS[ffffff]Z" % show_value(backup_id))
     path = os.path.join(instance_dir, backup_id)
     if not os.path.isdir(path):
         raise BackupError('backup %s of instance %s does not exist under %s' % (backup_id, instance, instance_dir))

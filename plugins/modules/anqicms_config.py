@@ -182,9 +182,7 @@ backup_file:
   sample: /opt/anqicms/site1/config.json.12345.2026-01-01@00:00:00~
 '''
 
-import decimal
 import grp
-import math
 import os
 import pwd
 import stat
@@ -206,19 +204,7 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.anqicms_config im
     render_config,
     secret_values,
 )
-
-
-def _unconvertible_int(value: object) -> bool:
-    """Values ansible-core's int check would crash on (OverflowError) or spend minutes on (1e999999999)."""
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, str):
-        try:
-            number = decimal.Decimal(value)
-        except (decimal.DecimalException, ValueError):
-            return False  # ansible-core refuses it with its own message
-        return not number.is_finite() or number.adjusted() > 30
-    return False
+from ansible_collections.opsguard.anqicms.plugins.module_utils.options import unconvertible_int
 
 
 class ConfigModule(AnsibleModule):
@@ -243,7 +229,7 @@ class ConfigModule(AnsibleModule):
             if not isinstance(values, dict) or not spec.get('options'):
                 continue
             for key, option in spec['options'].items():
-                if option.get('type') == 'int' and _unconvertible_int(values.get(key)):
+                if option.get('type') == 'int' and unconvertible_int(values.get(key)):
                     self.bad_input.append('%s.%s=%r is not an integer; expected a TCP port 1-65535' % (section, key, values[key]))
                     values[key] = None
 

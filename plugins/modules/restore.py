@@ -198,6 +198,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import (
     ID_RE,
     KEEP_ITEMS,
+    MAX_TIMEOUT,
     SITES_SQL,
     BackupError,
     connection,
@@ -209,6 +210,7 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import (
     load_dump,
     read_instance_config,
     running_pids,
+    show_value,
     verify_backup,
 )
 from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_restore import (
@@ -219,7 +221,6 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client impo
 )
 from ansible_collections.opsguard.anqicms.plugins.module_utils.options import new_module
 
-MAX_TIMEOUT = 7 * 86400
 MAX_PATH = 4096
 
 
@@ -227,11 +228,6 @@ class RestoreError(Exception):
     def __init__(self, msg: str, rolled_back: list | None = None) -> None:
         super().__init__(msg)
         self.rolled_back = rolled_back or []
-
-
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + '...'
 
 
 def option_problems(p: dict) -> list:
@@ -242,34 +238,34 @@ def option_problems(p: dict) -> list:
         if value is None and name != 'path':
             continue
         if not isinstance(value, str) or not value.startswith('/') or '\0' in value or len(value) > MAX_PATH:
-            problems.append('%s=%s must be an absolute path (no NUL byte, at most %d characters)' % (name, _show(value), MAX_PATH))
+            problems.append('%s=%s must be an absolute path (no NUL byte, at most %d characters)' % (name, show_value(value), MAX_PATH))
     if isinstance(p.get('path'), str) and p['path'].startswith('/') and os.path.normpath(p['path']) == '/':
         problems.append('path=/ is not an AnQiCMS install directory')
     instance = p.get('instance')
     if instance is not None and (not instance or '/' in instance or instance.startswith('.') or '\0' in instance
                                  or len(instance) > 255):
-        problems.append('instance=%s must be a directory name (1-255 characters, no "/", not starting with ".")' % _show(instance))
+        problems.append('instance=%s must be a directory name (1-255 characters, no "/", not starting with ".")' % show_value(instance))
     if p.get('backup_path') is None:
         backup_id = p.get('backup_id')
         if not isinstance(backup_id, str) or (backup_id != 'latest' and not ID_RE.fullmatch(backup_id)):
-            problems.append("backup_id=%s must be 'latest' or a backup ID of the form YYYYmmddTHHMMSS[ffffff]Z" % _show(backup_id))
+            problems.append("backup_id=%s must be 'latest' or a backup ID of the form YYYYmmddTHHMMSS[ffffff]Z" % show_value(backup_id))
     if p.get('sites') is not None:
         if not p['sites']:
             problems.append('sites=[] names no site: leave sites out to restore every site of the backup')
         bad = [s for s in p['sites'] if not 1 <= s <= 2 ** 63 - 1]
         if bad:
-            problems.append('sites=%s: site IDs are positive integers, got %s' % (_show(p['sites']), _show(bad)))
+            problems.append('sites=%s: site IDs are positive integers, got %s' % (show_value(p['sites']), show_value(bad)))
     timeout = p.get('timeout')
     if not 1 <= timeout <= MAX_TIMEOUT:
-        problems.append('timeout=%s must be from 1 to %d seconds (7 days)' % (_show(timeout), MAX_TIMEOUT))
+        problems.append('timeout=%s must be from 1 to %d seconds (7 days)' % (show_value(timeout), MAX_TIMEOUT))
     port = p.get('login_port')
     if port is not None and not 1 <= port <= 65535:
-        problems.append('login_port=%s must be a TCP port from 1 to 65535' % _show(port))
+        problems.append('login_port=%s must be a TCP port from 1 to 65535' % show_value(port))
     for name in ('login_user', 'login_host', 'login_unix_socket', 'login_password'):
         value = p.get(name)
         if value is None:
             continue
-        shown = '(hidden)' if name == 'login_password' else _show(value)
+        shown = '(hidden)' if name == 'login_password' else show_value(value)
         if '\0' in value or '\n' in value or '\r' in value:
             problems.append('%s=%s must not contain a NUL byte or a line break' % (name, shown))
         elif len(value) > MAX_PATH:
@@ -479,7 +475,7 @@ def main() -> None:
     problems = option_problems(module.params)
     if problems:
         module.fail_json(msg='restore of %s on %s refused, nothing was touched: %s'
-                         % (_show(module.params['path']), hostname(), '; '.join(problems)))
+                         % (show_value(module.params['path']), hostname(), '; '.join(problems)))
     journal = Journal()
     clients: dict = {}
     where = 'restore of %s on %s' % (module.params['path'], hostname())
