@@ -145,7 +145,8 @@ def test_any_json_file(run_main, doc, check):
 
 
 @FAST
-@given(secret=st.text(alphabet='abcdefghijKLMNOP0123456789<>&-_', min_size=8, max_size=30),
+# 'Pw<' first: an all-digit secret such as 00000000 also occurs by chance in timestamps and sizes of the output.
+@given(secret=st.text(alphabet='abcdefghijKLMNOP0123456789<>&-_', min_size=5, max_size=27).map(lambda text: 'Pw<' + text),
        way=st.sampled_from(['mysql', 'settings.mysql', 'settings.plugin', 'settings.deep']),
        check=st.booleans(), broken=st.booleans())
 def test_a_secret_never_reaches_the_output(run_main, secret, way, check, broken):
