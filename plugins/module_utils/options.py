@@ -42,7 +42,7 @@ def take_unconvertible_ints(spec: dict, params, prefix: str = '') -> list:
 
     The stand-in is 0, which every int check accepts (so that ansible-core's own messages do not hide ours);
     new_module fails before the module can use it.
-    """""
+    """
     found: list = []
     if not isinstance(params, dict):
         return found

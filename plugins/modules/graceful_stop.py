@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 ---
 module: graceful_stop
 short_description: Stop one AnQiCMS instance (or any process) gracefully, with identity checks and escalation
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Identifies one process by O(pid), O(pidfile), O(port), O(systemd_unit) or O(exe), proves its identity
     (PID, start time and resolved executable) and proves it again before every signal. Signals go through a
@@ -29,20 +29,19 @@ requirements:
   - Linux with /proc; a kernel with pidfd support (5.3+) is used when present.
   - Root, or the same user as the target process.
   - C(systemctl) on the host for O(systemd_unit).
+extends_documentation_fragment:
+  - opsguard.anqicms.attributes
+  - opsguard.anqicms.attributes.platform
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Identifies the target and reports the plan (what would be signalled, watchdogs); sends nothing, writes nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row, the second run reports no change.
     support: full
     details: A second run finds the target stopped and reports RV(outcome=already_stopped) without a change.
   platform:
-    description: Target OS/families that can be operated against.
     platforms: posix
     support: partial
     details: Linux only (reads /proc).
@@ -331,14 +330,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.opsguard.anqicms.plugins.module_utils.options import new_module
 
 try:
-    from ansible_collections.opsguard.anqicms.plugins.module_utils import process as proc_utils
+    from ansible_collections.opsguard.anqicms.plugins.module_utils import bounds, diagnostics, procfs, sockets, stopping, targets, watchdogs
     HAS_PROCESS_UTILS = True
     PROCESS_UTILS_ERROR = None
 except ImportError:  # pragma: no cover - only when the collection is broken
     HAS_PROCESS_UTILS = False
     PROCESS_UTILS_ERROR = traceback.format_exc()
 
-ProcessError = proc_utils.ProcessError if HAS_PROCESS_UTILS else Exception
+ProcessError = procfs.ProcessError if HAS_PROCESS_UTILS else Exception
 
 
 def _hostname() -> str:
@@ -354,6 +353,7 @@ class Stopper(object):
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.p = module.params
+        self.systemd = stopping.Systemd(self.systemctl)
         self.result = {
             'changed': False, 'outcome': None, 'target': '', 'identity': None, 'pids': [], 'ports': [], 'signals': [],
             'drain': {'enabled': bool(self.p['drain'])}, 'stop_duration': 0.0, 'rss_before_bytes': 0,
@@ -370,41 +370,14 @@ class Stopper(object):
             msg += ' (signals sent before this: %s)' % sent
         self.module.fail_json(msg='%s: %s' % (_hostname(), msg), **dict(self.result, **extra))
 
-    # ------------------------------------------------------------ systemd
+    def systemctl(self, args: list) -> tuple:
+        """Run systemctl with args: (rc, stdout, stderr)."""
+        return self.module.run_command([self.module.get_bin_path('systemctl', required=True)] + list(args))
 
-    def systemctl(self, *args: str, check: bool = True) -> tuple:
-        cmd = [self.module.get_bin_path('systemctl', required=True)] + list(args)
-        rc, out, err = self.module.run_command(cmd)
-        if check and rc != 0:
-            self.fail('systemctl %s failed (rc=%d): %s' % (' '.join(args), rc, (err or out).strip()))
-        return rc, out, err
-
-    def unit_show(self, unit: str) -> dict:
-        props = 'Id,LoadState,ActiveState,SubState,MainPID,Restart,KillSignal,KillMode,TimeoutStopUSec,ControlGroup,Result,' \
-                'ExecMainCode,ExecMainStatus'
-        dummy_rc, out, dummy_err = self.systemctl('show', '--property=' + props, '--', unit)
-        info = {}
-        for line in out.splitlines():
-            if '=' in line:
-                key, value = line.split('=', 1)
-                info[key] = value
-        return info
-
-    def unit_cgroup_pids(self, cgroup: str) -> list:
-        pids = []
-        if not cgroup:
-            return pids
-        for base in ('/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified', '/sys/fs/cgroup'):
-            path = base + cgroup + '/cgroup.procs'
-            if os.path.isfile(path):
-                try:
-                    with open(path) as f:
-                        pids = [int(x) for x in f.read().split()]
-                except (IOError, OSError, ValueError):
-                    continue
-                if pids:
-                    return pids
-        return pids
+    def restart_of(self, unit_name: str) -> str | None:
+        if not os.path.isdir('/run/systemd/system') or not self.module.get_bin_path('systemctl'):
+            return None
+        return self.systemd.restart_of(unit_name)
 
     # ------------------------------------------------------------ main flow
 
@@ -421,11 +394,20 @@ class Stopper(object):
     def run_checked(self) -> None:
         p = self.p
         try:
-            signum = proc_utils.signal_number(p['signal'])
+            signum = stopping.signal_number(p['signal'])
             if p['systemd_unit']:
-                identity, members, unit = self.resolve_unit()
+                found = self.systemd.resolve(p['systemd_unit'], p['exe'], p['name'], p['cmdline_pattern'])
+                identity, members, unit = found['identity'], found['members'], found['unit']
+                self.result['unit'] = unit
+                self.result['target'] = found['target']
+                if identity is None:
+                    self.result['watchdogs'] = [{'type': 'systemd', 'unit': unit.get('Id') or p['systemd_unit'],
+                                                 'restart': unit.get('Restart')}]
             else:
-                identity, members, unit = self.resolve_process(), None, None
+                found = targets.resolve_target(pid=p['pid'], pidfile=p['pidfile'], port=p['port'], exe=p['exe'], name=p['name'],
+                                               cmdline_pattern=p['cmdline_pattern'])
+                self.result['target'] = found['reason']
+                identity, members, unit = found['identity'], None, None
         except ProcessError as e:
             self.fail(str(e))
             return
@@ -433,23 +415,23 @@ class Stopper(object):
             self.result['outcome'] = 'already_stopped'
             self.module.exit_json(**self.result)
         ident_dict = identity.as_dict()
-        ident_dict['cmdline'] = proc_utils.read_cmdline(identity.pid)
+        ident_dict['cmdline'] = procfs.read_cmdline(identity.pid)
         self.result['identity'] = ident_dict
         if members is None:
-            members = proc_utils.snapshot_tree(identity, p['children'])
-            protected = proc_utils.protected_pids()
+            members = procfs.snapshot_tree(identity, p['children'])
+            protected = targets.protected_pids()
             members = [m for m in members if m.pid not in protected]
         self.result['pids'] = [m.pid for m in members]
         inodes = set()
         for m in members:
-            inodes |= proc_utils.socket_inodes(m.pid)
-        entries = proc_utils.tcp_table(proc_utils.TCP_LISTEN, identity.pid)
-        ports = proc_utils.listening_ports(entries, inodes)
+            inodes |= sockets.socket_inodes(m.pid)
+        entries = sockets.tcp_table(sockets.TCP_LISTEN, identity.pid)
+        ports = sockets.listening_ports(entries, inodes)
         if p['port'] is not None and p['port'] not in ports:
             ports.append(p['port'])
         self.result['ports'] = ports
-        self.result['rss_before_bytes'] = sum(proc_utils.rss_bytes(m.pid) for m in members)
-        self.result['watchdogs'] = self.watchdogs(identity, unit)
+        self.result['rss_before_bytes'] = sum(procfs.rss_bytes(m.pid) for m in members)
+        self.result['watchdogs'] = watchdogs.watchdogs(identity, unit, self.restart_of)
         drain_ports = p['drain_ports'] or ports
         plan = []
         if p['drain']:
@@ -463,7 +445,7 @@ class Stopper(object):
                 plan.append('systemctl kill --signal=SIGKILL %s if still running after %s s' % (unit['Id'], p['timeout']))
         else:
             kids = ' and its children %s' % self.result['pids'][1:] if len(members) > 1 else ''
-            plan.append('send %s to PID %d%s' % (proc_utils.signal_name(signum), identity.pid, kids))
+            plan.append('send %s to PID %d%s' % (stopping.signal_name(signum), identity.pid, kids))
             plan.append(('send SIGKILL to survivors after %s s' if p['escalate'] else 'fail if still running after %s s') % p['timeout'])
         if ports:
             plan.append('confirm ports %s are released' % ports)
@@ -474,69 +456,12 @@ class Stopper(object):
             self.module.exit_json(**self.result)
         self.stop(identity, members, unit, signum, ports, drain_ports)
 
-    def resolve_process(self):
-        p = self.p
-        found = proc_utils.resolve_target(pid=p['pid'], pidfile=p['pidfile'], port=p['port'], exe=p['exe'], name=p['name'],
-                                          cmdline_pattern=p['cmdline_pattern'])
-        self.result['target'] = found['reason']
-        return found['identity']
-
-    def resolve_unit(self) -> tuple:
-        p = self.p
-        unit = self.unit_show(p['systemd_unit'])
-        name = unit.get('Id') or p['systemd_unit']
-        load_state = unit.get('LoadState')
-        if load_state != 'loaded' and not (load_state == 'masked' and unit.get('ActiveState') in ('inactive', 'failed')):
-            raise ProcessError('systemd unit %s cannot be used (LoadState=%s); expected an installed unit name such as '
-                               'mariadb.service' % (p['systemd_unit'], load_state))
-        self.result['unit'] = unit
-        if unit.get('ActiveState') in ('inactive', 'failed'):
-            self.result['target'] = 'systemd unit %s is %s' % (name, unit.get('ActiveState'))
-            self.result['watchdogs'] = [{'type': 'systemd', 'unit': name, 'restart': unit.get('Restart')}]
-            return None, None, unit
-        main_pid_text = unit.get('MainPID') or ''
-        main_pid = int(main_pid_text) if re.fullmatch(r'[0-9]{1,8}', main_pid_text) else 0
-        if main_pid <= 0:
-            raise ProcessError('systemd unit %s is %s but has no main PID; nothing stopped. Stop it with systemctl.'
-                               % (name, unit.get('ActiveState')))
-        ident = proc_utils.read_identity(main_pid, need_tgid=True)
-        if ident is None:
-            raise ProcessError('systemd unit %s reports main PID %d, which does not exist here (another PID namespace?)'
-                               % (name, main_pid))
-        problems = proc_utils.check_constraints(ident, proc_utils.read_cmdline(main_pid), p['exe'], p['name'], p['cmdline_pattern'])
-        if problems:
-            raise ProcessError('main PID %d of systemd unit %s does not match: %s; nothing stopped' % (main_pid, name, '; '.join(problems)))
-        self.result['target'] = 'systemd unit %s (%s) has main PID %d (%s)' % (
-            name, unit.get('ActiveState'), main_pid, proc_utils.strip_deleted(ident.exe))
-        members = [ident]
-        pids = self.unit_cgroup_pids(unit.get('ControlGroup', ''))
-        for pid in pids:
-            if pid != main_pid:
-                other = proc_utils.read_identity(pid)
-                if other is not None:
-                    members.append(other)
-        if not pids:
-            members = proc_utils.snapshot_tree(ident, True)
-        return ident, members, unit
-
-    def watchdogs(self, identity, unit) -> list:
-        exe = proc_utils.strip_deleted(identity.exe)
-        found = proc_utils.cron_watchdogs(os.path.dirname(exe), exe)
-        unit_name = unit.get('Id') if unit else proc_utils.systemd_unit_of(identity.pid)
-        if unit_name:
-            restart = unit.get('Restart') if unit else None
-            if restart is None and os.path.isdir('/run/systemd/system') and self.module.get_bin_path('systemctl'):
-                rc, out, dummy_err = self.systemctl('show', '--property=Restart', '--value', '--', unit_name, check=False)
-                restart = out.strip() if rc == 0 else None
-            found.append({'type': 'systemd', 'unit': unit_name, 'restart': restart})
-        return found
-
     def stop(self, identity, members, unit, signum, ports, drain_ports) -> None:
         p = self.p
         if p['drain']:
             if drain_ports:
-                self.result['drain'] = proc_utils.wait_drained(identity.pid, drain_ports, p['drain_timeout'],
-                                                               members=[m.pid for m in members])
+                self.result['drain'] = sockets.wait_drained(identity.pid, drain_ports, p['drain_timeout'],
+                                                            members=[m.pid for m in members])
             else:
                 self.result['drain'] = {'enabled': True, 'ports': [], 'connections_at_start': 0, 'connections_left': 0,
                                         'duration': 0.0, 'timed_out': False}
@@ -544,27 +469,29 @@ class Stopper(object):
         if p['diagnostics_dir']:
             stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
             filename = 'graceful-stop-%s-%d-%s.json' % (identity.name.replace('/', '_'), identity.pid, stamp)
-            data = proc_utils.collect_diagnostics(identity, members)
+            data = diagnostics.collect_diagnostics(identity, members)
             data['target'] = self.result['target']
             data['drain'] = self.result['drain']
-            self.result['diagnostics_path'] = proc_utils.write_json_private(p['diagnostics_dir'], filename, data)
+            self.result['diagnostics_path'] = diagnostics.write_json_private(p['diagnostics_dir'], filename, data)
         if unit is not None:
-            report = self.stop_unit(identity, members, unit)
+            report = self.systemd.stop(identity, members, unit, p['timeout'], p['escalate'], p['kill_timeout'], self.result['signals'])
+            if 'unit_after' in report:
+                self.result['unit_after'] = report['unit_after']
         else:
-            current = proc_utils.read_identity(identity.pid)
+            current = procfs.read_identity(identity.pid)
             if not identity.same(current):
                 raise ProcessError('PID %d changed identity between checks (was %r, now %r): nothing signalled'
                                    % (identity.pid, identity, current))
-            report = proc_utils.stop_processes(members, signum, p['timeout'], p['escalate'], p['kill_timeout'], p['children'],
-                                               signals=self.result['signals'])
+            report = stopping.stop_processes(members, signum, p['timeout'], p['escalate'], p['kill_timeout'], p['children'],
+                                             signals=self.result['signals'])
         self.result.update(dict((k, report[k]) for k in ('stop_duration', 'rss_freed_bytes', 'pids') if k in report))
         self.result['outcome'] = report['outcome']
         self.result['changed'] = bool(self.result['signals']) or report['outcome'] != 'already_stopped'
         report['signals'] = self.result['signals']
         if ports:
-            self.result['port_released'] = proc_utils.wait_port_released(ports, p['port_release_timeout'])
+            self.result['port_released'] = sockets.wait_port_released(ports, p['port_release_timeout'])
         if report.get('survivors'):
-            last = report['signals'][-1]['signal'] if report['signals'] else proc_utils.signal_name(signum)
+            last = report['signals'][-1]['signal'] if report['signals'] else stopping.signal_name(signum)
             self.result['outcome'] = None
             self.result['survivors'] = report['survivors']
             self.fail('still running after %s: %s (escalate=%s); stop them by hand or rerun with escalate=true'
@@ -572,51 +499,6 @@ class Stopper(object):
         if ports and not self.result['port_released']:
             self.module.warn('port(s) %s still have a listener after the stop' % ports)
         self.module.exit_json(**self.result)
-
-    def stop_unit(self, identity, members, unit) -> dict:
-        p = self.p
-        name = unit['Id']
-        started = time.monotonic()
-        tracked = [proc_utils.Tracked(m) for m in members]
-        rss_before = sum(t.rss for t in tracked if not t.gone)
-        signals = self.result['signals']
-        try:
-            again = self.unit_show(name)
-            if again.get('MainPID') != unit.get('MainPID') or not tracked[0].proven():
-                raise ProcessError('systemd unit %s changed its main PID (%s -> %s) between checks: nothing stopped'
-                                   % (name, unit.get('MainPID'), again.get('MainPID')))
-            kill_signal = proc_utils.signal_name(int(unit['KillSignal'])) if (unit.get('KillSignal') or '').isdigit() \
-                else unit.get('KillSignal') or 'SIGTERM'
-            self.systemctl('stop', '--no-block', '--', name)
-            signals.append({'pid': identity.pid, 'signal': kill_signal, 'time': round(time.time(), 3), 'elapsed': 0.0, 'via': 'systemd'})
-            survivors = proc_utils.wait_gone(tracked, p['timeout'])
-            forced = False
-            if survivors:
-                if not p['escalate']:
-                    return {'outcome': None, 'signals': signals, 'survivors': [s.ident.as_dict() for s in survivors],
-                            'stop_duration': round(time.monotonic() - started, 3), 'rss_freed_bytes': 0}
-                forced = True
-                self.systemctl('kill', '--signal=SIGKILL', '--', name)
-                signals.append({'pid': identity.pid, 'signal': 'SIGKILL', 'time': round(time.time(), 3),
-                                'elapsed': round(time.monotonic() - started, 3), 'via': 'systemd'})
-                survivors = proc_utils.wait_gone(survivors, p['kill_timeout'])
-            duration = round(time.monotonic() - started, 3)
-            # systemd itself may have escalated (TimeoutStopSec= shorter than our timeout).
-            deadline = time.monotonic() + max(p['kill_timeout'], 1.0)
-            after = self.unit_show(name)
-            while after.get('ActiveState') not in ('inactive', 'failed') and time.monotonic() < deadline:
-                time.sleep(0.1)
-                after = self.unit_show(name)
-            self.result['unit_after'] = after
-            if after.get('Result') == 'timeout' or (after.get('ExecMainCode') == '2' and after.get('ExecMainStatus') == '9'):
-                forced = True
-            freed = sum(t.rss for t in tracked if not t.alive())
-            return {'outcome': 'stopped_forced' if forced else 'stopped_gracefully', 'signals': signals, 'stop_duration': duration,
-                    'rss_before_bytes': rss_before, 'rss_freed_bytes': freed,
-                    'survivors': [s.ident.as_dict() for s in survivors], 'pids': [t.ident.pid for t in tracked]}
-        finally:
-            for t in tracked:
-                t.close()
 
 
 UNIT_NAME = re.compile(r'[A-Za-z0-9:_.@\\-]+')
@@ -627,21 +509,21 @@ def validate(params: dict) -> str | None:
     """Check every option before anything is read or signalled; normalise exe.  Returns the first problem, or None."""
     try:
         for key in ('timeout', 'kill_timeout', 'drain_timeout', 'port_release_timeout'):
-            params[key] = proc_utils.check_duration(params[key], key)
+            params[key] = bounds.check_duration(params[key], key)
         if params['pid'] is not None:
-            proc_utils.check_pid(params['pid'], 'pid')
+            bounds.check_pid(params['pid'], 'pid')
         if params['port'] is not None:
-            proc_utils.check_port(params['port'], 'port')
+            bounds.check_port(params['port'], 'port')
         for port in params['drain_ports'] or []:
-            proc_utils.check_port(port, 'each of drain_ports')
+            bounds.check_port(port, 'each of drain_ports')
         for key in ('pidfile', 'systemd_unit', 'exe', 'name', 'cmdline_pattern', 'signal', 'diagnostics_dir'):
             value = params[key]
             if value is not None and (not value or '\0' in value or len(value) > MAX_NAME_LENGTH):
                 raise ProcessError('%s must be a non-empty string of at most %d characters without NUL bytes, got %r'
                                    % (key, MAX_NAME_LENGTH, value[:200]))
-        proc_utils.signal_number(params['signal'])
+        stopping.signal_number(params['signal'])
         if params['cmdline_pattern'] is not None:
-            proc_utils.compile_pattern(params['cmdline_pattern'])
+            bounds.compile_pattern(params['cmdline_pattern'])
         unit = params['systemd_unit']
         if unit is not None and (len(unit) > 256 or not UNIT_NAME.fullmatch(unit) or unit.startswith('-')):
             raise ProcessError('systemd_unit must be one unit name such as anqicms-site1.service (letters, digits and '

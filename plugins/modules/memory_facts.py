@@ -21,13 +21,17 @@ description:
     that limit too, so an instance at 95 % of its own limit is reported on a host with plenty of free RAM.
   - With O(sample_seconds) above 0 the module samples the services' RSS several times and reports growth per
     minute and C(leak_suspected).
-  - Read-only. Returns the facts as C(ansible_facts.opsguard_memory) and the same keys at the top level of the result.
-  - The module's own process is not counted in RV(services) and RV(top).
+  - Read-only. Returns its facts only as C(ansible_facts.opsguard_memory) (use C(opsguard_memory) after the task, or the
+    registered result's C(ansible_facts.opsguard_memory)); the keys are documented there.
+  - The module's own process is not counted in RV(ansible_facts.opsguard_memory.services) and
+    RV(ansible_facts.opsguard_memory.top).
+  - The process table is read straight from C(/proc) with the Python standard library only (no psutil, no subprocess).
   - B(Only processes charged to the limit count.) When the effective limit comes from a cgroup, only the processes in
-    that cgroup and below it (RV(counted_cgroup)) are listed in RV(services) and RV(top), ranked and named as
-    RV(culprit). Named services outside it (a sibling cgroup, above the cgroup namespace, or whose cgroup cannot be
-    read) are listed in RV(outside_limit) with no share of the limit and are never the culprit. When the limit is the
-    machine's RAM every process counts.
+    that cgroup and below it (RV(ansible_facts.opsguard_memory.counted_cgroup)) are listed in
+    RV(ansible_facts.opsguard_memory.services) and RV(ansible_facts.opsguard_memory.top), ranked and named as
+    RV(ansible_facts.opsguard_memory.culprit). Named services outside it (a sibling cgroup, above the cgroup namespace,
+    or whose cgroup cannot be read) are listed in RV(ansible_facts.opsguard_memory.outside_limit) with no share of the
+    limit and are never the culprit. When the limit is the machine's RAM every process counts.
   - A share of a limit is never above 100 % (the RSS of processes counts shared pages once per process, so it can
     add up to more than the memory they are charged).
   - Every option is checked (NaN, infinities and out-of-range numbers included) before anything is read, and the
@@ -36,25 +40,23 @@ description:
 author:
   - opsguard contributors (@opsguard)
 requirements:
-  - psutil (on the managed host)
   - Linux with /proc; cgroup v1 or v2 for container-aware limits; PSI (kernel 4.20+) for pressure
+extends_documentation_fragment:
+  - opsguard.anqicms.attributes
+  - opsguard.anqicms.attributes.facts
+  - opsguard.anqicms.attributes.platform
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The module never changes anything; check mode gathers the same facts.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row, the second run reports no change.
     support: full
     details: Read-only; it never reports a change.
   facts:
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
   platform:
-    description: Target OS/families that can be operated against.
     support: full
     platforms: linux
 options:
@@ -102,7 +104,7 @@ options:
   sample_seconds:
     description:
       - Observe the services for this many seconds (O(samples) samples) and report growth per service.
-      - C(0) takes a single snapshot and returns RV(trend) as null. At most 3600.
+      - C(0) takes a single snapshot and returns RV(ansible_facts.opsguard_memory.trend) as null. At most 3600.
     type: float
     default: 0
   samples:
@@ -118,7 +120,7 @@ options:
     type: float
     default: 4.0
   top:
-    description: Number of largest processes returned in RV(top), between 0 and 10000.
+    description: Number of largest processes returned in RV(ansible_facts.opsguard_memory.top), between 0 and 10000.
     type: int
     default: 10
   detailed:
@@ -136,7 +138,8 @@ options:
     description:
       - Judge this cgroup (a path relative to the memory hierarchy's mount, for example C(/system.slice/anqicms.service))
         and its ancestors instead of the cgroup this module runs in.
-      - Only the processes in this cgroup and below it are listed in RV(services) and RV(top) and can be the culprit.
+      - Only the processes in this cgroup and below it are listed in RV(ansible_facts.opsguard_memory.services) and
+        RV(ansible_facts.opsguard_memory.top) and can be the culprit.
       - Must stay inside the hierarchy; C(..) components, control characters, an empty string, paths longer than 4096
         characters and paths that resolve outside the hierarchy's mount are refused.
     type: str
@@ -218,163 +221,162 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+---
 ansible_facts:
   description: Facts to add to the host.
   returned: success
   type: dict
   contains:
     opsguard_memory:
-      description: The same keys as the result, documented below.
+      description:
+        - The memory report and verdict of the host; the module returns nothing else besides C(changed).
+        - After the task it is the host fact C(opsguard_memory).
+      returned: success
       type: dict
-system:
-  description: Machine memory from /proc/meminfo in bytes (C(cached) includes SReclaimable, C(used) is total minus available).
-  returned: success
-  type: dict
-  contains:
-    total: {description: "MemTotal.", type: int}
-    available: {description: "MemAvailable.", type: int}
-    used: {description: "total - available.", type: int}
-    free: {description: "MemFree.", type: int}
-    buffers: {description: "Buffers.", type: int}
-    cached: {description: "Cached + SReclaimable.", type: int}
-    shared: {description: "Shmem.", type: int}
-    swap_total: {description: "SwapTotal.", type: int}
-    swap_used: {description: "SwapTotal - SwapFree.", type: int}
-    swap_free: {description: "SwapFree.", type: int}
-    percent: {description: "Used share of total in percent.", type: float}
-limit:
-  description: The effective limit and its usage.
-  returned: success
-  type: dict
-  contains:
-    bytes: {description: "Effective limit in bytes.", type: int}
-    source: {description: "C(meminfo), C(cgroup v1) or C(cgroup v2).", type: str}
-    cgroup_path: {description: "The cgroup that sets the limit (relative to the hierarchy's mount) or null.", type: str}
-    usage_bytes: {description: "Usage of that cgroup (page cache included), or used RAM.", type: int}
-    working_set_bytes: {description: "Usage minus inactive file cache.", type: int}
-    available_bytes: {description: "Limit minus working set (never above MemAvailable).", type: int}
-    available_percent: {description: "available_bytes in percent of the limit.", type: float}
-    high_bytes: {description: "Tightest cgroup v2 memory.high on the path, or null.", type: int}
-    max_bytes: {description: "The hard limit, or null when the limit is the machine's RAM.", type: int}
-    swap_bytes: {description: "Swap used by the cgroup, or null.", type: int}
-    swap_max_bytes: {description: "Swap limit of the cgroup, or null.", type: int}
-    events: {description: "OOM counters: v2 memory.events, v1 memory.oom_control and failcnt.", type: dict}
-  sample: {bytes: 536870912, source: cgroup v1, cgroup_path: /, available_bytes: 31457280, available_percent: 5.9}
-cgroup:
-  description: The memory hierarchy (C(version), C(mount), C(self_path), C(scope_path), C(limited)) or null without one.
-  returned: success
-  type: dict
-pressure:
-  description:
-    - "PSI: C(some) and C(full), each with C(avg10), C(avg60), C(avg300) (percent) and C(total_usec); C(scope) is
-      C(cgroup) or C(host); C(source) the file read. Null when the kernel has none (see RV(pressure_note))."
-  returned: success
-  type: dict
-pressure_note:
-  description: Where the pressure comes from, whether it is used for the verdict, or why there is none.
-  returned: success
-  type: str
-oom:
-  description:
-    - C(host_oom_kills) (/proc/vmstat oom_kill, machine-wide), C(cgroup_oom_kills) and C(cgroup_events) of the limiting
-      cgroup, C(messages) (last kernel OOM kills with C(victim), C(pid), C(time), C(constraint)) and C(recent), those in the O(oom_window).
-  returned: success
-  type: dict
-services:
-  description: Memory per service, largest first.
-  returned: success
-  type: list
-  elements: dict
-  contains:
-    name: {description: "Service name; AnQiCMS instances are C(anqicms:INSTALL_DIR).", type: str}
-    kind: {description: "anqicms, database, redis, memcached, nginx, php-fpm or other.", type: str}
-    exe: {description: "Resolved executable of the first matched process.", type: str}
-    install_dir: {description: "Directory of the executable for AnQiCMS instances.", type: str}
-    unit: {description: "Most common systemd unit of its processes.", type: str}
-    pids: {description: "Process IDs.", type: list, elements: int}
-    rss_bytes: {description: "Sum of RSS.", type: int}
-    uss_bytes: {description: "Sum of USS (null when unreadable).", type: int}
-    pss_bytes: {description: "Sum of PSS (null when unreadable).", type: int}
-    swap_bytes: {description: "Sum of swapped-out memory (null when unreadable).", type: int}
-    share_of_limit: {description: "RSS in percent of the effective limit, capped at 100 (RSS counts shared pages in every process).", type: float}
-    in_limit: {description: "Always true here: the service is charged to the effective limit (see RV(outside_limit)).", type: bool}
-    cgroup: {description: "The service's own limit (C(path), C(limit_bytes), C(usage_bytes), C(working_set_bytes), C(share) in percent) or null.", type: dict}
-    growth_bytes_per_minute: {description: "With sampling only.", type: int}
-    leak_suspected: {description: "With sampling only.", type: bool}
-outside_limit:
-  description:
-    - Named services (a matcher's, or of a known kind) whose processes are outside RV(counted_cgroup), so not charged to
-      the effective limit, or whose cgroup cannot be read. Same keys as RV(services), with C(in_limit) false,
-      C(share_of_limit) and C(cgroup) null. They are never ranked against the limit nor named as RV(culprit).
-    - Empty when every process counts.
-  returned: success
-  type: list
-  elements: dict
-counted_cgroup:
-  description:
-    - "The cgroup (relative to the memory hierarchy's mount) whose subtree holds the processes in RV(services), RV(top) and
-      RV(culprit): O(cgroup) when given, else the cgroup that sets a cgroup limit. Null when the limit is the machine's
-      RAM and every process counts."
-  returned: success
-  type: str
-  sample: /system.slice/anqicms.service
-top:
-  description: The largest processes (C(pid), C(name), C(exe), C(rss_bytes), C(uss_bytes), C(pss_bytes), C(swap_bytes), C(service)).
-  returned: success
-  type: list
-  elements: dict
-trend:
-  description:
-    - Null without sampling. Otherwise C(samples), C(seconds), C(leak_suspected), C(suspects) and C(services), a list of
-      C(name), C(kind), C(rss_bytes) per sample, C(growth_bytes_per_minute), C(leak_suspected), C(minutes_to_limit).
-  returned: success
-  type: dict
-verdict:
-  description: C(ok), C(warning) or C(critical).
-  returned: success
-  type: str
-  sample: critical
-reasons:
-  description: Plain sentences with the numbers behind the verdict.
-  returned: success
-  type: list
-  elements: str
-culprit:
-  description:
-    - The service to blame (C(name), C(kind), C(exe), C(install_dir), C(unit), C(pids), C(rss_bytes), C(share_of_limit), C(cgroup)).
-    - Always one of RV(services), so charged to the effective limit; never a process outside RV(counted_cgroup).
-    - Null when the verdict is ok.
-  returned: success
-  type: dict
-notes:
-  description: Files that could not be read and other degradations.
-  returned: success
-  type: list
-  elements: str
-process_count:
-  description: Number of user-space processes seen that count (those in RV(counted_cgroup) when it is set).
-  returned: success
-  type: int
-thresholds:
-  description: The thresholds used.
-  returned: success
-  type: dict
+      contains:
+        system:
+          description: Machine memory from /proc/meminfo in bytes (C(cached) includes SReclaimable, C(used) is total minus available).
+          returned: success
+          type: dict
+          contains:
+            total: {description: "MemTotal.", type: int}
+            available: {description: "MemAvailable.", type: int}
+            used: {description: "total - available.", type: int}
+            free: {description: "MemFree.", type: int}
+            buffers: {description: "Buffers.", type: int}
+            cached: {description: "Cached + SReclaimable.", type: int}
+            shared: {description: "Shmem.", type: int}
+            swap_total: {description: "SwapTotal.", type: int}
+            swap_used: {description: "SwapTotal - SwapFree.", type: int}
+            swap_free: {description: "SwapFree.", type: int}
+            percent: {description: "Used share of total in percent.", type: float}
+        limit:
+          description: The effective limit and its usage.
+          returned: success
+          type: dict
+          contains:
+            bytes: {description: "Effective limit in bytes.", type: int}
+            source: {description: "C(meminfo), C(cgroup v1) or C(cgroup v2).", type: str}
+            cgroup_path: {description: "The cgroup that sets the limit (relative to the hierarchy's mount) or null.", type: str}
+            usage_bytes: {description: "Usage of that cgroup (page cache included), or used RAM.", type: int}
+            working_set_bytes: {description: "Usage minus inactive file cache.", type: int}
+            available_bytes: {description: "Limit minus working set (never above MemAvailable).", type: int}
+            available_percent: {description: "available_bytes in percent of the limit.", type: float}
+            high_bytes: {description: "Tightest cgroup v2 memory.high on the path, or null.", type: int}
+            max_bytes: {description: "The hard limit, or null when the limit is the machine's RAM.", type: int}
+            swap_bytes: {description: "Swap used by the cgroup, or null.", type: int}
+            swap_max_bytes: {description: "Swap limit of the cgroup, or null.", type: int}
+            events: {description: "OOM counters: v2 memory.events, v1 memory.oom_control and failcnt.", type: dict}
+          sample: {bytes: 536870912, source: cgroup v1, cgroup_path: /, available_bytes: 31457280, available_percent: 5.9}
+        cgroup:
+          description: The memory hierarchy (C(version), C(mount), C(self_path), C(scope_path), C(limited)) or null without one.
+          returned: success
+          type: dict
+        pressure:
+          description:
+            - "PSI: C(some) and C(full), each with C(avg10), C(avg60), C(avg300) (percent) and C(total_usec); C(scope) is
+              C(cgroup) or C(host); C(source) the file read. Null when the kernel has none (see C(pressure_note))."
+          returned: success
+          type: dict
+        pressure_note:
+          description: Where the pressure comes from, whether it is used for the verdict, or why there is none.
+          returned: success
+          type: str
+        oom:
+          description:
+            - C(host_oom_kills) (/proc/vmstat oom_kill, machine-wide), C(cgroup_oom_kills) and C(cgroup_events) of the limiting
+              cgroup, C(messages) (last kernel OOM kills with C(victim), C(pid), C(time), C(constraint)) and C(recent), those in the O(oom_window).
+          returned: success
+          type: dict
+        services:
+          description: Memory per service, largest first.
+          returned: success
+          type: list
+          elements: dict
+          contains:
+            name: {description: "Service name; AnQiCMS instances are C(anqicms:INSTALL_DIR).", type: str}
+            kind: {description: "anqicms, database, redis, memcached, nginx, php-fpm or other.", type: str}
+            exe: {description: "Resolved executable of the first matched process.", type: str}
+            install_dir: {description: "Directory of the executable for AnQiCMS instances.", type: str}
+            unit: {description: "Most common systemd unit of its processes.", type: str}
+            pids: {description: "Process IDs.", type: list, elements: int}
+            rss_bytes: {description: "Sum of RSS.", type: int}
+            uss_bytes: {description: "Sum of USS (null when unreadable).", type: int}
+            pss_bytes: {description: "Sum of PSS (null when unreadable).", type: int}
+            swap_bytes: {description: "Sum of swapped-out memory (null when unreadable).", type: int}
+            share_of_limit:
+              description: "RSS in percent of the effective limit, capped at 100 (RSS counts shared pages in every process)."
+              type: float
+            in_limit: {description: "Always true here: the service is charged to the effective limit (see C(outside_limit)).", type: bool}
+            cgroup:
+              description: "The service's own limit (C(path), C(limit_bytes), C(usage_bytes), C(working_set_bytes), C(share) in percent) or null."
+              type: dict
+            growth_bytes_per_minute: {description: "With sampling only.", type: int}
+            leak_suspected: {description: "With sampling only.", type: bool}
+        outside_limit:
+          description:
+            - Named services (a matcher's, or of a known kind) whose processes are outside C(counted_cgroup), so not charged to
+              the effective limit, or whose cgroup cannot be read. Same keys as C(services), with C(in_limit) false,
+              C(share_of_limit) and C(cgroup) null. They are never ranked against the limit nor named as C(culprit).
+            - Empty when every process counts.
+          returned: success
+          type: list
+          elements: dict
+        counted_cgroup:
+          description:
+            - "The cgroup (relative to the memory hierarchy's mount) whose subtree holds the processes in C(services), C(top) and
+              C(culprit): O(cgroup) when given, else the cgroup that sets a cgroup limit. Null when the limit is the machine's
+              RAM and every process counts."
+          returned: success
+          type: str
+          sample: /system.slice/anqicms.service
+        top:
+          description: The largest processes (C(pid), C(name), C(exe), C(rss_bytes), C(uss_bytes), C(pss_bytes), C(swap_bytes), C(service)).
+          returned: success
+          type: list
+          elements: dict
+        trend:
+          description:
+            - Null without sampling. Otherwise C(samples), C(seconds), C(leak_suspected), C(suspects) and C(services), a list of
+              C(name), C(kind), C(rss_bytes) per sample, C(growth_bytes_per_minute), C(leak_suspected), C(minutes_to_limit).
+          returned: success
+          type: dict
+        verdict:
+          description: C(ok), C(warning) or C(critical).
+          returned: success
+          type: str
+          sample: critical
+        reasons:
+          description: Plain sentences with the numbers behind the verdict.
+          returned: success
+          type: list
+          elements: str
+        culprit:
+          description:
+            - The service to blame (C(name), C(kind), C(exe), C(install_dir), C(unit), C(pids), C(rss_bytes), C(share_of_limit), C(cgroup)).
+            - Always one of C(services), so charged to the effective limit; never a process outside C(counted_cgroup).
+            - Null when the verdict is ok.
+          returned: success
+          type: dict
+        notes:
+          description: Files that could not be read and other degradations.
+          returned: success
+          type: list
+          elements: str
+        process_count:
+          description: Number of user-space processes seen that count (those in C(counted_cgroup) when it is set).
+          returned: success
+          type: int
+        thresholds:
+          description: The thresholds used.
+          returned: success
+          type: dict
 '''
 
+
 import os
-import traceback
 
-from ansible.module_utils.basic import missing_required_lib
-
-try:
-    import psutil
-except ImportError:
-    PSUTIL_IMPORT_ERROR: str | None = traceback.format_exc()
-    psutil = None
-else:
-    PSUTIL_IMPORT_ERROR = None
-
-from ansible_collections.opsguard.anqicms.plugins.module_utils import memory
+from ansible_collections.opsguard.anqicms.plugins.module_utils import cgroups, memory, services
 from ansible_collections.opsguard.anqicms.plugins.module_utils.options import new_module
 
 THRESHOLD_OPTIONS = ('available_warning', 'available_critical', 'service_limit_warning', 'service_limit_critical',
@@ -394,7 +396,7 @@ def argument_spec() -> dict:
         default_matchers={'type': 'bool', 'default': True},
         matchers={'type': 'list', 'elements': 'dict', 'default': [], 'options': {
             'name': {'type': 'str', 'required': True},
-            'kind': {'type': 'str', 'default': 'other', 'choices': list(memory.KINDS)},
+            'kind': {'type': 'str', 'default': 'other', 'choices': list(services.KINDS)},
             'exe': {'type': 'list', 'elements': 'str'},
             'process_name': {'type': 'list', 'elements': 'str'},
             'unit': {'type': 'list', 'elements': 'str'},
@@ -413,26 +415,23 @@ def main() -> None:
     thresholds = {key: float(params[key]) for key in THRESHOLD_OPTIONS}
     errors = memory.check_thresholds(thresholds)
     errors.extend(memory.check_options(float(params['sample_seconds']), params['samples'], params['top']))
-    cgroup_error = memory.check_cgroup_option(params['cgroup'])
+    cgroup_error = cgroups.check_cgroup_option(params['cgroup'])
     if cgroup_error:
         errors.append(cgroup_error)
     try:
-        matchers = memory.compile_matchers(params['matchers'], params['default_matchers'])
+        matchers = services.compile_matchers(params['matchers'], params['default_matchers'])
     except ValueError as exc:
         errors.append(str(exc))
         matchers = []
     if errors:
         module.fail_json(msg='memory_facts on %s: invalid options: %s' % (host, ' '.join(errors)))
-    if psutil is None:
-        module.fail_json(msg=missing_required_lib('psutil', reason='to list the processes of %s' % host)
-                         + '. On Debian/Ubuntu install python3-psutil.', exception=PSUTIL_IMPORT_ERROR)
     try:
-        facts = memory.gather(psutil, thresholds, '/', matchers, top=params['top'], detailed=params['detailed'],
+        facts = memory.gather(thresholds, matchers=matchers, top=params['top'], detailed=params['detailed'],
                               sample_seconds=params['sample_seconds'], samples=params['samples'],
                               cgroup_path=params['cgroup'], kernel_messages=params['kernel_messages'])
     except ValueError as exc:
         module.fail_json(msg='memory_facts on %s: %s' % (host, exc))
-    module.exit_json(changed=False, ansible_facts={'opsguard_memory': facts}, **facts)
+    module.exit_json(changed=False, ansible_facts={'opsguard_memory': facts})
 
 
 if __name__ == '__main__':

@@ -29,20 +29,13 @@ import sys
 import tempfile
 import time
 
-from ansible_collections.opsguard.anqicms.plugins.module_utils import process as P
+from ansible_collections.opsguard.anqicms.plugins.module_utils import procfs, sockets, stopping, targets
+from ansible_collections.opsguard.anqicms.tests.utils.ports import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, '..', '..'))
 STAND_IN = os.path.join(ROOT, 'tests', 'integration', 'targets', 'graceful_stop', 'files', 'stand_in.py')
 MODULE = os.path.join(ROOT, 'plugins', 'modules', 'graceful_stop.py')
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start(exe: str, *extra: str) -> tuple:
@@ -73,11 +66,12 @@ def baseline(proc: subprocess.Popen, port: int) -> float:
 
 def in_process(exe: str, proc: subprocess.Popen, port: int) -> float:
     t0 = time.perf_counter()
-    found = P.resolve_target(exe=exe)
-    members = P.snapshot_tree(found['identity'], True)
-    ports = P.listening_ports(P.tcp_table(P.TCP_LISTEN, found['identity'].pid), set().union(*[P.socket_inodes(m.pid) for m in members]))
-    report = P.stop_processes(members, signal.SIGTERM, 10, True)
-    released = P.wait_port_released(ports, 5)
+    found = targets.resolve_target(exe=exe)
+    members = procfs.snapshot_tree(found['identity'], True)
+    ports = sockets.listening_ports(sockets.tcp_table(sockets.TCP_LISTEN, found['identity'].pid),
+                                    set().union(*[sockets.socket_inodes(m.pid) for m in members]))
+    report = stopping.stop_processes(members, signal.SIGTERM, 10, True)
+    released = sockets.wait_port_released(ports, 5)
     elapsed = time.perf_counter() - t0
     assert report['outcome'] == 'stopped_gracefully' and released and ports == [port], (report, ports)
     proc.wait()
@@ -102,7 +96,8 @@ def python_startup(workdir: str) -> float:
     """Interpreter start with the module's imports but no work (to separate fixed cost from the stop)."""
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, '.collections'))
     code = ('import ansible.module_utils.basic\n'
-            'from ansible_collections.opsguard.anqicms.plugins.module_utils import process\n')
+            'from ansible_collections.opsguard.anqicms.plugins.module_utils import '
+            'bounds, diagnostics, procfs, sockets, stopping, targets, watchdogs\n')
     t0 = time.perf_counter()
     subprocess.run([sys.executable, '-c', code], env=env, check=True, timeout=60)
     return time.perf_counter() - t0
@@ -134,8 +129,8 @@ def main() -> None:
         late = []
         for dummy in range(opts.escalation_rounds):
             proc, dummy_port = start(exe, '--ignore-term')
-            ident = P.read_identity(proc.pid)
-            report = P.stop_processes([ident], signal.SIGTERM, opts.timeout, True)
+            ident = procfs.read_identity(proc.pid)
+            report = stopping.stop_processes([ident], signal.SIGTERM, opts.timeout, True)
             kill = [s for s in report['signals'] if s['signal'] == 'SIGKILL'][0]
             late.append(kill['elapsed'] - opts.timeout)
             proc.wait()
@@ -150,7 +145,7 @@ def main() -> None:
     result['escalation'] = {'timeout_s': opts.timeout, 'rounds': len(late),
                             'kill_after_timeout_ms_max': round(max(late) * 1000, 2),
                             'kill_after_timeout_ms_median': round(statistics.median(late) * 1000, 2)}
-    result['processes_on_host'] = len(P.scan_processes())
+    result['processes_on_host'] = len(procfs.scan_processes())
     result['python'] = sys.version.split()[0]
     result['kernel'] = os.uname()[2]
     text = json.dumps(result, indent=1, sort_keys=True)

@@ -17,15 +17,14 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'lab'))
 
 import fleet  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner  # noqa: E402  pylint: disable=wrong-import-position
 
 WRAPPER = '''#!/usr/bin/python3 -S
 """Run /usr/bin/python3 with the same arguments and stdin; append its peak RSS (KiB) and wall time to a log."""
@@ -52,19 +51,10 @@ def _duration(task_result: dict[str, Any]) -> float:
 
 
 def _run_play(lab: Any, play: list[dict[str, Any]], timeout: float = 900) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False, dir=str(lab.state_dir)) as handle:
-        json.dump(play, handle)
-        path = handle.name
-    try:
-        env = lab.ansible_env()
-        env.update({'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json', 'ANSIBLE_CALLBACK_RESULT_FORMAT': 'json'})
-        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', lab.inventory_path, path],
-                              capture_output=True, text=True, env=env, timeout=timeout, check=False)
-    finally:
-        os.unlink(path)
-    if proc.returncode != 0:
+    proc, report = ansible_runner.run_play(play, lab.inventory_path, lab.ansible_env(), lab.state_dir, timeout=timeout)
+    if proc.returncode != 0 or report is None:
         raise RuntimeError('benchmark play failed (exit %d): %s %s' % (proc.returncode, proc.stdout[-3000:], proc.stderr[-2000:]))
-    return json.loads(proc.stdout)
+    return report
 
 
 def main() -> int:

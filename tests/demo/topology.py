@@ -135,9 +135,10 @@ def hook(lab: fleet.Fleet, host: str, path: str) -> dict[str, Any]:
 
 def make_critical(lab: fleet.Fleet, host: str, available_percent: float = 10.0, leak_mib_per_s: int = 1) -> dict[str, Any]:
     """Allocate in the instance until about `available_percent` of the host's limit is left, then leak slowly."""
-    facts = lab.run_module(host, 'opsguard.anqicms.memory_facts', {})
-    if facts.get('failed') or 'limit' not in facts:
-        raise RuntimeError(f'{host}: memory_facts failed ({facts.get("msg")}); cannot size the allocation')
+    result = lab.run_module(host, 'opsguard.anqicms.memory_facts', {})
+    facts = (result.get('ansible_facts') or {}).get('opsguard_memory') or {}
+    if result.get('failed') or 'limit' not in facts:
+        raise RuntimeError(f'{host}: memory_facts failed ({result.get("msg")}); cannot size the allocation')
     limit, available = int(facts['limit']['bytes']), int(facts['limit']['available_bytes'])
     mib = max(0, (available - int(limit * available_percent / 100)) // MIB)
     held = hook(lab, host, f'/__test/alloc?mib={mib}')

@@ -16,6 +16,7 @@ import urllib.request
 import pytest
 
 import standin
+from ansible_collections.opsguard.anqicms.tests.utils.wait import poll
 
 MODULE = 'opsguard.anqicms.graceful_stop'
 INSTANCES = {'a': ('/opt/gs-a', 8101), 'b': ('/opt/gs-b', 8102)}
@@ -33,14 +34,7 @@ def _status(url: str, timeout: float = 5) -> int | str:
         return type(exc).__name__
 
 
-def _wait(predicate, timeout: float = 20.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
+_wait = poll
 
 
 @pytest.fixture(scope='module')

@@ -8,7 +8,6 @@ node3: an idle host -> ok.
 """
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 import standin
+from ansible_collections.opsguard.anqicms.tests.utils.wait import poll
 
 MIB = 1024 * 1024
 MODULE = 'opsguard.anqicms.memory_facts'
@@ -32,12 +32,7 @@ def _answers(url: str) -> bool:
 
 
 def _wait(predicate: Any, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return bool(predicate())
+    return poll(predicate, timeout, 0.2)
 
 
 def _deploy(fleet: Any, host: Any, directory: str, archive: Any) -> None:
@@ -97,25 +92,25 @@ def test_stand_in_holding_350_mib_in_a_512_mib_host_is_critical(lab_fleet: Any, 
         result = fleet.run_module(host, MODULE, {})
         assert not result.get('failed'), result.get('msg')
         assert result['changed'] is False
-        assert result['limit']['source'] == 'cgroup v1'
-        assert result['limit']['bytes'] == 512 * MIB
-        assert result['limit']['cgroup_path'] == '/'
-        assert result['verdict'] == 'critical', result['reasons']
-        assert result['culprit']['name'] == 'anqicms:/opt/anqicms-a'
-        assert result['culprit']['pids'] == [pid_a]
-        a = _service(result, 'anqicms:/opt/anqicms-a')
-        b = _service(result, 'anqicms:/opt/anqicms-b')
+        assert set(result) & {'verdict', 'limit', 'services'} == set()  # returned once, as the fact
+        facts = result['ansible_facts']['opsguard_memory']
+        assert facts['limit']['source'] == 'cgroup v1'
+        assert facts['limit']['bytes'] == 512 * MIB
+        assert facts['limit']['cgroup_path'] == '/'
+        assert facts['verdict'] == 'critical', facts['reasons']
+        assert facts['culprit']['name'] == 'anqicms:/opt/anqicms-a'
+        assert facts['culprit']['pids'] == [pid_a]
+        a = _service(facts, 'anqicms:/opt/anqicms-a')
+        b = _service(facts, 'anqicms:/opt/anqicms-b')
         assert a['pids'] == [pid_a] and b['pids'] == [pid_b]
         assert a['rss_bytes'] >= 350 * MIB and b['rss_bytes'] < 100 * MIB
         assert a['share_of_limit'] >= 68.0
         assert a['uss_bytes'] >= 340 * MIB
-        database = [s for s in result['services'] if s['kind'] == 'database']
+        database = [s for s in facts['services'] if s['kind'] == 'database']
         assert len(database) == 1 and database[0]['pids'] == mariadb
         assert database[0]['unit'] == 'mariadb.service'
-        assert any('of the cgroup v1 limit of / (512 MiB)' in r for r in result['reasons']), result['reasons']
-        assert result['top'][0]['pid'] == pid_a
-        facts = result['ansible_facts']['opsguard_memory']
-        assert facts['verdict'] == 'critical' and facts['culprit']['name'] == result['culprit']['name']
+        assert any('of the cgroup v1 limit of / (512 MiB)' in r for r in facts['reasons']), facts['reasons']
+        assert facts['top'][0]['pid'] == pid_a
     finally:
         _stop_all(fleet, host)
         fleet.set_memory_limit(host, fleet.memory)
@@ -134,15 +129,16 @@ def test_sustained_leak_is_suspected_for_the_leaking_instance_only(lab_fleet: An
             assert resp.status == 200
         result = fleet.run_module(host, MODULE, {'sample_seconds': 6, 'samples': 4})
         assert not result.get('failed'), result.get('msg')
-        trend = result['trend']
+        facts = result['ansible_facts']['opsguard_memory']
+        trend = facts['trend']
         assert trend['samples'] == 4
         assert trend['suspects'] == ['anqicms:/opt/anqicms-b'], trend
         leak = [e for e in trend['services'] if e['name'] == 'anqicms:/opt/anqicms-b'][0]
         assert leak['growth_bytes_per_minute'] >= 200 * MIB
         assert leak['rss_bytes'] == sorted(leak['rss_bytes'])
-        assert _service(result, 'anqicms:/opt/anqicms-a')['leak_suspected'] is False
-        assert result['verdict'] in ('warning', 'critical')
-        assert any('anqicms:/opt/anqicms-b grew' in r and 'leak suspected' in r for r in result['reasons'])
+        assert _service(facts, 'anqicms:/opt/anqicms-a')['leak_suspected'] is False
+        assert facts['verdict'] in ('warning', 'critical')
+        assert any('anqicms:/opt/anqicms-b grew' in r and 'leak suspected' in r for r in facts['reasons'])
     finally:
         _stop_all(fleet, host)
 
@@ -159,15 +155,16 @@ def test_a_unit_near_its_own_memory_max_is_critical_on_a_roomy_host(lab_fleet: A
         pid = _pid_of(fleet, host, '/opt/anqicms-a')
         result = fleet.run_module(host, MODULE, {})
         assert not result.get('failed'), result.get('msg')
-        a = _service(result, 'anqicms:/opt/anqicms-a')
+        facts = result['ansible_facts']['opsguard_memory']
+        a = _service(facts, 'anqicms:/opt/anqicms-a')
         assert a['unit'] == 'anqicms-unit.service'
         assert a['cgroup']['path'] == '/system.slice/anqicms-unit.service'
         assert a['cgroup']['limit_bytes'] == 160 * MIB
         assert a['cgroup']['share'] >= 95.0, a['cgroup']
-        assert result['limit']['available_percent'] > 50
-        assert result['verdict'] == 'critical', result['reasons']
-        assert result['culprit']['name'] == 'anqicms:/opt/anqicms-a' and result['culprit']['pids'] == [pid]
-        assert any('of its own 160 MiB limit' in r for r in result['reasons'])
+        assert facts['limit']['available_percent'] > 50
+        assert facts['verdict'] == 'critical', facts['reasons']
+        assert facts['culprit']['name'] == 'anqicms:/opt/anqicms-a' and facts['culprit']['pids'] == [pid]
+        assert any('of its own 160 MiB limit' in r for r in facts['reasons'])
     finally:
         _stop_all(fleet, host)
 
@@ -177,9 +174,10 @@ def test_an_idle_host_is_ok_in_check_mode(lab_fleet: Any) -> None:
     host = fleet.host('node3')
     result = fleet.run_module(host, MODULE, {}, check=True)
     assert not result.get('failed'), result.get('msg')
-    assert result['verdict'] == 'ok', result['reasons']
-    assert result['culprit'] is None
-    assert result['limit']['source'] == 'cgroup v1'
-    assert result['limit']['bytes'] == fleet.memory_limit(host)
-    assert [s['kind'] for s in result['services']].count('database') == 1
-    assert not any(s['kind'] == 'anqicms' for s in result['services'])
+    facts = result['ansible_facts']['opsguard_memory']
+    assert facts['verdict'] == 'ok', facts['reasons']
+    assert facts['culprit'] is None
+    assert facts['limit']['source'] == 'cgroup v1'
+    assert facts['limit']['bytes'] == fleet.memory_limit(host)
+    assert [s['kind'] for s in facts['services']].count('database') == 1
+    assert not any(s['kind'] == 'anqicms' for s in facts['services'])

@@ -16,29 +16,23 @@ import time
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
-from ansible_collections.opsguard.anqicms.plugins.module_utils import process as P
+from ansible_collections.opsguard.anqicms.plugins.module_utils import procfs, sockets
 from ansible_collections.opsguard.anqicms.plugins.modules import graceful_stop
+from ansible_collections.opsguard.anqicms.tests.utils.module_harness import run_module_main
 
 SLEEP = shutil.which('sleep') or '/bin/sleep'
 
 
 def run_module(capsys, args: dict, check: bool = False) -> dict:
-    if check:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            graceful_stop.main()
-    out = capsys.readouterr().out
-    return json.loads(out[out.index('{'):])
+    del capsys  # the harness captures the module's output itself
+    return run_module_main(graceful_stop.main, args, check=check)
 
 
-def wait_exec(proc: subprocess.Popen, exe: str) -> P.Identity:
+def wait_exec(proc: subprocess.Popen, exe: str) -> procfs.Identity:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        ident = P.read_identity(proc.pid)
-        if ident is not None and ident.exe == os.path.realpath(exe) and P.read_cmdline(proc.pid):
+        ident = procfs.read_identity(proc.pid)
+        if ident is not None and ident.exe == os.path.realpath(exe) and procfs.read_cmdline(proc.pid):
             return ident
         time.sleep(0.02)
     raise AssertionError('process %d did not start %s' % (proc.pid, exe))
@@ -143,7 +137,7 @@ def test_drain_reports_connections_left(capsys, procs):
     client = socket.create_connection(('127.0.0.1', port))
     try:
         deadline = time.monotonic() + 5
-        while not P.client_connections(P.read_tcp(proc.pid), [port]) and time.monotonic() < deadline:
+        while not sockets.client_connections(sockets.read_tcp(proc.pid), [port]) and time.monotonic() < deadline:
             time.sleep(0.02)
         result = run_module(capsys, {'port': port, 'drain': True, 'drain_timeout': 0.3, 'timeout': 5})
     finally:

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from ansible_collections.opsguard.anqicms.plugins.module_utils import process as P
+from ansible_collections.opsguard.anqicms.plugins.module_utils import procfs, sockets, stopping
 from ansible_collections.opsguard.anqicms.plugins.modules import graceful_stop
 
 SLEEP = shutil.which('sleep') or '/bin/sleep'
@@ -58,7 +58,7 @@ class Target(object):
 def wait_exec(proc: subprocess.Popen, exe: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        ident = P.read_identity(proc.pid)
+        ident = procfs.read_identity(proc.pid)
         if ident is not None and ident.exe == os.path.realpath(exe):
             return
         time.sleep(0.01)
@@ -193,7 +193,7 @@ def test_unexpected_error_after_sigterm_reports_the_change(run_main, target, mon
     def broken_wait(tracked, timeout, interval=0.02):
         raise RuntimeError('simulated fault while waiting')
 
-    monkeypatch.setattr(P, 'wait_gone', broken_wait)
+    monkeypatch.setattr(stopping, 'wait_gone', broken_wait)
     result = run_main(graceful_stop.main, {'pid': target.pid, 'timeout': 5})
     assert result['failed'] and result['changed']
     assert [(s['signal'], s['pid']) for s in result['signals']] == [('SIGTERM', target.pid)]
@@ -203,14 +203,14 @@ def test_unexpected_error_after_sigterm_reports_the_change(run_main, target, mon
 
 
 def test_refusal_after_sigterm_reports_the_change(run_main, target, monkeypatch):
-    real_send = P.Tracked.send
+    real_send = stopping.Tracked.send
 
     def send(self, signum):
         if signum == 9:
-            raise P.ProcessError('cannot send SIGKILL to PID %d: simulated' % self.ident.pid)
+            raise procfs.ProcessError('cannot send SIGKILL to PID %d: simulated' % self.ident.pid)
         return real_send(self, signum)
 
-    monkeypatch.setattr(P.Tracked, 'send', send)
+    monkeypatch.setattr(stopping.Tracked, 'send', send)
     result = run_main(graceful_stop.main, {'pid': target.pid, 'timeout': 0.2})
     assert result['failed'] and result['changed'] and result['outcome'] is None
     assert [s['signal'] for s in result['signals']] == ['SIGTERM']
@@ -222,7 +222,7 @@ def test_error_after_the_stop_still_reports_it(run_main, procs, monkeypatch):
     def broken_release(ports, timeout, interval=0.05, proc='/proc'):
         raise OSError(24, 'Too many open files')
 
-    monkeypatch.setattr(P, 'wait_port_released', broken_release)
+    monkeypatch.setattr(sockets, 'wait_port_released', broken_release)
     proc = procs([sys.executable, '-c', 'import socket, time\ns = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)\n'
                   'print(s.getsockname()[1], flush=True)\ntime.sleep(60)'], stdout=subprocess.PIPE, text=True)
     port = int(proc.stdout.readline())
@@ -235,44 +235,48 @@ def test_error_after_the_stop_still_reports_it(run_main, procs, monkeypatch):
 
 def test_identity_change_before_signal_is_not_a_change(run_main, target, monkeypatch):
     """A refusal between the checks and the signal sent nothing: changed stays false."""
-    real = P.read_identity
+    real = procfs.read_identity
     calls = []
 
     def flaky(pid, proc='/proc', need_tgid=False):
         ident = real(pid, proc, need_tgid)
         calls.append(pid)
         if ident is not None and pid == target.pid and len([c for c in calls if c == target.pid]) > 3:
-            return P.Identity(ident.pid, ident.ppid, ident.start_ticks + 1, ident.exe, ident.name, ident.state)
+            return procfs.Identity(ident.pid, ident.ppid, ident.start_ticks + 1, ident.exe, ident.name, ident.state)
         return ident
 
-    monkeypatch.setattr(P, 'read_identity', flaky)
+    monkeypatch.setattr(procfs, 'read_identity', flaky)
     result = run_main(graceful_stop.main, {'pid': target.pid, 'timeout': 0.2})
     assert result['failed'] and not result['changed'] and result['signals'] == []
     assert 'nothing signalled' in result['msg'] or 'not signalled' in result['msg']
     assert target.untouched()
 
 
+def _show(props: dict) -> str:
+    return ''.join('%s=%s\n' % item for item in props.items())
+
+
 def test_systemd_path_failure_after_stop_reports_the_change(run_main, target, monkeypatch):
     """systemd_unit: `systemctl stop` was sent, then `systemctl kill` fails: changed=true and the stop is listed."""
     calls = []
+    props = {'Id': 'site1.service', 'LoadState': 'loaded', 'ActiveState': 'active', 'SubState': 'running',
+             'MainPID': str(target.pid), 'Restart': 'no', 'KillSignal': '15', 'KillMode': 'control-group', 'ControlGroup': ''}
 
-    def show(self, unit):
-        return {'Id': 'site1.service', 'LoadState': 'loaded', 'ActiveState': 'active', 'SubState': 'running',
-                'MainPID': str(target.pid), 'Restart': 'no', 'KillSignal': '15', 'KillMode': 'control-group', 'ControlGroup': ''}
-
-    def systemctl(self, *args, check=True):
+    def systemctl(self, args):
+        if args[0] == 'show':
+            return 0, _show(props), ''
         calls.append(args)
         if args[0] == 'stop':
             os.kill(target.pid, 15)
             return 0, '', ''
-        self.fail('systemctl %s failed (rc=1): simulated' % ' '.join(args))
+        return 1, '', 'simulated'
 
-    monkeypatch.setattr(graceful_stop.Stopper, 'unit_show', show)
     monkeypatch.setattr(graceful_stop.Stopper, 'systemctl', systemctl)
     result = run_main(graceful_stop.main, {'systemd_unit': 'site1.service', 'timeout': 0.2})
     assert result['failed'] and result['changed']
     assert [(s['signal'], s['via']) for s in result['signals']] == [('SIGTERM', 'systemd')]
-    assert 'systemctl kill --signal=SIGKILL' in result['msg'] and 'signals sent before this: SIGTERM' in result['msg']
+    assert 'systemctl kill --signal=SIGKILL' in result['msg'] and 'failed (rc=1): simulated' in result['msg']
+    assert 'signals sent before this: SIGTERM' in result['msg']
     assert [c[0] for c in calls] == ['stop', 'kill']
     deadline = time.monotonic() + 5
     while not target.terms() and time.monotonic() < deadline:
@@ -282,10 +286,11 @@ def test_systemd_path_failure_after_stop_reports_the_change(run_main, target, mo
 
 @pytest.mark.parametrize('main_pid', ['', '0', 'abc', '-5', '99999999999', '1e3'])
 def test_systemd_garbage_main_pid_refused(run_main, monkeypatch, main_pid):
-    def show(self, unit):
-        return {'Id': 'site1.service', 'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': main_pid}
+    def systemctl(self, args):
+        assert args[0] == 'show', args
+        return 0, _show({'Id': 'site1.service', 'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': main_pid}), ''
 
-    monkeypatch.setattr(graceful_stop.Stopper, 'unit_show', show)
+    monkeypatch.setattr(graceful_stop.Stopper, 'systemctl', systemctl)
     result = run_main(graceful_stop.main, {'systemd_unit': 'site1.service'})
     assert result['failed'] and not result['changed'] and result['signals'] == []
     assert 'has no main PID' in result['msg'] or 'does not exist here' in result['msg']

@@ -17,8 +17,9 @@ from unittest import mock
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.opsguard.anqicms.plugins.module_utils import memory
+from ansible_collections.opsguard.anqicms.plugins.module_utils import cgroups, memory, procfs, services
 from ansible_collections.opsguard.anqicms.plugins.modules import memory_facts
+from ansible_collections.opsguard.anqicms.tests.unit.plugins.module_utils.memory_helpers import SavedProcess, write_process
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures', 'memory')
 MIB = 1024 * 1024
@@ -35,26 +36,21 @@ PERCENT_OPTIONS = ['available_warning', 'available_critical', 'service_limit_war
                    'psi_warning', 'psi_critical', 'swap_warning', 'swap_critical']
 
 
-class _Table:
-    """A small saved process table in place of psutil: the properties are about options, not about this machine's processes."""
+def _rows(rss: int = 100 * MIB) -> list[SavedProcess]:
+    """A small saved process table: the properties are about options, not about this machine's processes."""
+    return [SavedProcess(101, 1, 'anqicms', '/srv/site1/anqicms', rss), SavedProcess(202, 1, 'anqicms', '/srv/site2/anqicms', 400 * MIB)]
 
-    def __init__(self, rss: int = 100 * MIB) -> None:
-        row = type('row', (), {})
-        self.rows = []
-        for pid, exe, size in ((101, '/srv/site1/anqicms', rss), (202, '/srv/site2/anqicms', 400 * MIB)):
-            proc = row()
-            proc.info = {'pid': pid, 'ppid': 1, 'name': 'anqicms', 'exe': exe, 'cmdline': [exe],
-                         'memory_info': type('mem', (), {'rss': size})()}
-            self.rows.append(proc)
 
-    def process_iter(self, attrs: list[str], ad_value: t.Any = None) -> t.Iterator[t.Any]:
-        del attrs, ad_value
-        return iter(self.rows)
+def _table(proc: str = '/proc', cmdline: bool = True, exclude: tuple = ()) -> list[dict[str, t.Any]]:
+    """procfs.process_rows of this host replaced by the saved table (no cgroup known: /proc/101 is not theirs)."""
+    del proc, exclude
+    return [{'pid': r.pid, 'ppid': r.ppid, 'name': r.name, 'exe': r.exe, 'cmdline': ' '.join(r.cmdline) if cmdline else '',
+             'rss': r.rss, 'cgroups': {}} for r in _rows()]
 
 
 def _fast_module() -> t.Any:
     """The module with a saved process table, and a gather that does not really sleep (sample_seconds may be an hour)."""
-    stack = mock.patch.multiple(memory_facts, psutil=_Table())
+    stack = mock.patch.object(procfs, 'process_rows', _table)
     gather = mock.patch.object(memory, 'gather', functools.partial(memory.gather, sleep=lambda _s: None))
 
     class _Both:
@@ -73,8 +69,9 @@ def _judge(option: str, value: t.Any, result: dict[str, t.Any]) -> None:
         assert option in result['msg'] or 'matcher' in result['msg'], result['msg']
         assert 'Traceback' not in result['msg']
     else:
-        assert result['verdict'] in ('ok', 'warning', 'critical'), (option, value)
-        _check_shares(result)
+        facts = result['ansible_facts']['opsguard_memory']
+        assert facts['verdict'] in ('ok', 'warning', 'critical'), (option, value)
+        _check_shares(facts)
 
 
 def _check_shares(facts: dict[str, t.Any]) -> None:
@@ -123,11 +120,11 @@ def test_the_cgroup_option_is_refused_or_stays_in_the_hierarchy(run_main: t.Any,
     if '..' in value.split('/') or not value.strip() or '\x00' in value:
         assert result.get('failed') is True, value
     if not result.get('failed'):
-        assert result['counted_cgroup'] == memory.normalise_cgroup(value)
+        assert result['ansible_facts']['opsguard_memory']['counted_cgroup'] == cgroups.normalise_cgroup(value)
 
 
 MATCHER = st.fixed_dictionaries({'name': TEXT}, optional={
-    'kind': st.sampled_from(list(memory.KINDS)),
+    'kind': st.sampled_from(list(services.KINDS)),
     'exe': st.lists(TEXT, max_size=3), 'process_name': st.lists(TEXT, max_size=3), 'unit': st.lists(TEXT, max_size=3),
     'cmdline': TEXT, 'per_executable': st.booleans()})
 
@@ -143,7 +140,7 @@ def test_matchers_are_refused_or_answered(run_main: t.Any, matchers: list[dict[s
 @settings(max_examples=100, deadline=None)
 @given(part=st.one_of(st.integers(), FLOATS, st.none()), whole=st.one_of(st.integers(), FLOATS, st.none()))
 def test_a_share_is_always_within_0_and_100(part: t.Any, whole: t.Any) -> None:
-    share = memory.percent_of(part, whole)
+    share = cgroups.percent_of(part, whole)
     assert share is None or 0.0 <= share <= 100.0
 
 
@@ -179,8 +176,10 @@ def test_garbage_kernel_files_never_crash_nor_exceed_100_percent(files: dict[str
                 saved[path] = handle.read()
             with open(path, 'w', encoding='utf-8', errors='surrogatepass') as handle:
                 handle.write(text)
+        for row in _rows(rss):
+            write_process(os.path.join(GARBAGE_TREE, 'proc'), row)
         try:
-            facts = memory.gather(_Table(rss), dict(memory.DEFAULT_THRESHOLDS), GARBAGE_TREE, kernel_messages=True)
+            facts = memory.gather(dict(memory.DEFAULT_THRESHOLDS), GARBAGE_TREE, kernel_messages=True)
         except ValueError as exc:
             assert 'MemTotal' in str(exc)  # the only refusal: a /proc/meminfo this module cannot read
             return
