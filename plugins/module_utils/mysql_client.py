@@ -10,6 +10,8 @@ offset 0, so one descriptor serves any number of clients, side by side and for d
 The file disappears with the last descriptor: when this process exits or is SIGKILLed (and any
 client it started has ended), nothing is left behind. The password is never on a command line.
 Query results are read in batch mode and unescaped; nothing here loads a whole dump into memory.
+Every value in a statement is a hex literal or a number (:mod:`.sql`): the statements mean the same under
+any ``sql_mode`` of the server.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+
+from ansible_collections.opsguard.anqicms.plugins.module_utils.sql import literal, literal_list, quote_ident
+
+__all__ = ['MysqlClient', 'MysqlError', 'defaults_text', 'find_binary', 'login_argument_spec', 'login_from_params',
+           'parse_batch', 'quote_ident', 'secret_fd', 'unescape_batch']
 
 DUMP_BINARIES = ('mariadb-dump', 'mysqldump')
 CLIENT_BINARIES = ('mariadb', 'mysql')
@@ -36,18 +43,6 @@ def find_binary(names: tuple, path: str | None = None) -> str | None:
         if found:
             return found
     return None
-
-
-def quote_ident(name: str) -> str:
-    """Backtick-quote an identifier (database or table name)."""
-    if not isinstance(name, str) or not name or '\0' in name:
-        raise MysqlError('invalid identifier %r' % (name,))
-    return '`' + name.replace('`', '``') + '`'
-
-
-def quote_string(value: str) -> str:
-    """Single-quote a string literal for the client."""
-    return "'" + value.replace('\\', '\\\\').replace("'", "\\'").replace('\0', '\\0') + "'"
 
 
 def unescape_batch(field: str) -> str | None:
@@ -209,69 +204,74 @@ class MysqlClient(object):
         return rows[0][0] if rows else ''
 
     def database_exists(self, database: str) -> bool:
-        rows = self.query('SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s;' % quote_string(database))
+        rows = self.query('SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s;' % literal(database))
         return bool(rows) and rows[0][0] == '1'
 
     def tables(self, database: str) -> dict:
         """{table name: table type} of one database."""
         rows = self.query('SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s;'
-                          % quote_string(database))
+                          % literal(database))
         return dict((r[0], r[1]) for r in rows)
 
     def table_stats(self, database: str) -> dict:
-        """{table: {'rows': exact count, 'checksum': CHECKSUM TABLE}} for the base tables of a database."""
+        """{table: {'rows': exact count, 'checksum': CHECKSUM TABLE}} for the base tables of a database.
+
+        Each count comes back with the table's position in the sorted list (a number), never its name as a value.
+        """
         names = sorted(t for t, kind in self.tables(database).items() if kind == 'BASE TABLE')
         if not names:
             return {}
         qualified = ', '.join('%s.%s' % (quote_ident(database), quote_ident(t)) for t in names)
-        counts = ' UNION ALL '.join('SELECT %s, COUNT(*) FROM %s.%s' % (quote_string(t), quote_ident(database), quote_ident(t))
-                                    for t in names)
+        counts = ' UNION ALL '.join('SELECT %s, COUNT(*) FROM %s.%s' % (literal(index), quote_ident(database), quote_ident(t))
+                                    for index, t in enumerate(names))
         out = self.query('%s;\nCHECKSUM TABLE %s EXTENDED;' % (counts, qualified))
         stats: dict = {}
         prefix = database + '.'
         for row in out[:len(names)]:
-            stats[row[0]] = {'rows': int(row[1])}
+            stats[names[int(row[0])]] = {'rows': int(row[1])}
         for row in out[len(names):]:
             if len(row) == 2 and (row[0] or '').startswith(prefix) and row[0][len(prefix):] in stats:
                 stats[row[0][len(prefix):]]['checksum'] = row[1]
         return stats
 
+    # Kinds of the rows of schema_info, as numbers.
+    _SCHEMA_KINDS = {'0': 'schema', '1': 'table', '2': 'views', '3': 'triggers', '4': 'routines', '5': 'events'}
+
     def schema_info(self, databases: list) -> dict:
         """One round trip: for each database whether it exists, its tables {name: type} and its object counts."""
-        names = ', '.join(quote_string(d) for d in databases)
+        names = literal_list(databases)
         rows = self.query(
-            "SELECT 'schema', SCHEMA_NAME, '' FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN (%s) UNION ALL "
-            "SELECT 'table', TABLE_SCHEMA, CONCAT(TABLE_TYPE, ':', TABLE_NAME) FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA IN (%s) UNION ALL "
-            "SELECT 'views', TABLE_SCHEMA, '' FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN (%s) UNION ALL "
-            "SELECT 'triggers', TRIGGER_SCHEMA, '' FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA IN (%s) UNION ALL "
-            "SELECT 'routines', ROUTINE_SCHEMA, '' FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA IN (%s) UNION ALL "
-            "SELECT 'events', EVENT_SCHEMA, '' FROM information_schema.EVENTS WHERE EVENT_SCHEMA IN (%s);"
+            "SELECT 0, SCHEMA_NAME, NULL, NULL FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN (%s) UNION ALL "
+            "SELECT 1, TABLE_SCHEMA, TABLE_TYPE, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA IN (%s) UNION ALL "
+            "SELECT 2, TABLE_SCHEMA, NULL, NULL FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN (%s) UNION ALL "
+            "SELECT 3, TRIGGER_SCHEMA, NULL, NULL FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA IN (%s) UNION ALL "
+            "SELECT 4, ROUTINE_SCHEMA, NULL, NULL FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA IN (%s) UNION ALL "
+            "SELECT 5, EVENT_SCHEMA, NULL, NULL FROM information_schema.EVENTS WHERE EVENT_SCHEMA IN (%s);"
             % ((names,) * 6))
         info = dict((d, {'exists': False, 'tables': {}, 'objects': {'views': 0, 'triggers': 0, 'routines': 0, 'events': 0}})
                     for d in databases)
-        for kind, schema, extra in rows:
-            entry = info.get(schema)
-            if entry is None:
+        for row in rows:
+            kind = self._SCHEMA_KINDS.get(row[0])
+            entry = info.get(row[1]) if len(row) == 4 else None
+            if entry is None or kind is None:
                 continue
             if kind == 'schema':
                 entry['exists'] = True
             elif kind == 'table':
-                table_type, _sep, name = (extra or '').partition(':')
-                entry['tables'][name] = table_type
+                entry['tables'][row[3]] = row[2]
             else:
                 entry['objects'][kind] += 1
         return info
 
     def objects(self, database: str) -> dict:
         """Counts of views, triggers, routines and events in a database."""
-        q = quote_string(database)
+        q = literal(database)
         rows = self.query(
-            "SELECT 'views', COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s UNION ALL "
-            "SELECT 'triggers', COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s UNION ALL "
-            "SELECT 'routines', COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s UNION ALL "
-            "SELECT 'events', COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s;" % (q, q, q, q))
-        return dict((r[0], int(r[1])) for r in rows)
+            "SELECT 2, COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s UNION ALL "
+            "SELECT 3, COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s UNION ALL "
+            "SELECT 4, COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s UNION ALL "
+            "SELECT 5, COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s;" % (q, q, q, q))
+        return dict((self._SCHEMA_KINDS[r[0]], int(r[1])) for r in rows)
 
 
 def login_argument_spec() -> dict:

@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 ---
 module: anqicms_config
 short_description: Manage settings in an AnQiCMS config.json without fighting the application
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Sets the C(mysql) and C(server) settings of an AnQiCMS instance in its C(config.json).
   - Compares the parsed JSON, not the bytes. AnQiCMS rewrites the file itself (tab-indented, in its own key
@@ -103,23 +103,21 @@ options:
     default: false
 extends_documentation_fragment:
   - ansible.builtin.files
+  - opsguard.anqicms.attributes
+  - opsguard.anqicms.attributes.platform
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Reports the keys that would change and writes nothing; fails wherever a real run would fail (bad values, a
       bad file, a missing or unwritable directory, an invalid O(mode)). An O(owner)/O(group) that does not exist yet is
       a warning in check mode (an earlier task of the play creates it); the real run refuses it before writing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The document before and after, passwords replaced by C(********); file attribute changes.
   idempotent:
-    description: When run twice in a row, the second run reports no change.
     support: full
     details: Values are compared after parsing, so a rewrite by AnQiCMS with the same values is not a change.
   platform:
-    description: Target OS/families that can be operated against.
     support: full
     platforms: posix
 seealso:

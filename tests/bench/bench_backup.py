@@ -32,9 +32,9 @@ import time
 import uuid
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / 'tests' / 'integration' / 'targets' / 'setup_private_mariadb' / 'files'))
+sys.path.insert(0, str(REPO / '.collections'))
 
-from private_mariadb import PrivateMariaDB  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.opsguard.anqicms.tests.utils.mariadb import PrivateMariaDB  # noqa: E402  pylint: disable=wrong-import-position
 
 PYTHON = str(REPO / '.venv' / 'bin' / 'python') if (REPO / '.venv' / 'bin' / 'python').exists() else sys.executable
 DUMP_OPTS = '--single-transaction --quick --routines --triggers --hex-blob --events --default-character-set=utf8mb4'

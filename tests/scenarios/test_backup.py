@@ -17,17 +17,16 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / 'tests' / 'integration' / 'targets' / 'setup_private_mariadb' / 'files'))
 sys.path.insert(0, str(REPO / 'tests' / 'standin'))
 
 import standin  # noqa: E402  pylint: disable=wrong-import-position
 from harness import Instance, free_port  # noqa: E402  pylint: disable=wrong-import-position
-from private_mariadb import PrivateMariaDB  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.opsguard.anqicms.tests.utils.mariadb import PrivateMariaDB  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.opsguard.anqicms.tests.utils.module_harness import run_module_process  # noqa: E402  pylint: disable=wrong-import-position
 
 PYTHON = str(REPO / '.venv' / 'bin' / 'python') if (REPO / '.venv' / 'bin' / 'python').exists() else sys.executable
 COLLECTIONS = str(REPO / '.collections')
@@ -39,23 +38,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root (tmpfs mou
 
 def run_module(name: str, args: dict, check: bool = False, tmp: pathlib.Path | None = None) -> dict:
     """Run opsguard.anqicms.<name> the way Ansible does (JSON args file), return its result."""
-    payload = dict(args)
-    payload['_ansible_check_mode'] = check
-    directory = tmp or pathlib.Path('/tmp')
-    argfile = directory / ('args-%s.json' % uuid.uuid4().hex)
-    argfile.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': payload}))
-    try:
-        env = dict(os.environ, PYTHONPATH=COLLECTIONS)
-        proc = subprocess.run([PYTHON, '-m', 'ansible_collections.opsguard.anqicms.plugins.modules.' + name, str(argfile)],
-                              capture_output=True, text=True, env=env, timeout=600, check=False)
-    finally:
-        argfile.unlink()
-    try:
-        result = json.loads(proc.stdout)
-    except ValueError as exc:
-        raise AssertionError('module %s printed no JSON (rc %d): %s %s' % (name, proc.returncode, proc.stdout[-2000:],
-                                                                           proc.stderr[-2000:])) from exc
-    return result
+    return run_module_process(name, args, check=check, tmp=tmp, python=PYTHON)
 
 
 def tree_hashes(root: pathlib.Path, items=('config.json', 'template', 'public', 'data', 'cache/.history')) -> dict:
@@ -412,11 +395,11 @@ def test_database_stopped_during_backup_fails_and_marks_nothing_complete(tmp_pat
 def test_playbook_hot_backup_verifies_and_copies_to_the_controller(shop: Shop):
     """playbooks/backup.yml against this machine (connection local): verify + copy_to=controller."""
     sys.path.insert(0, COLLECTIONS)
-    from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import verify_backup  # pylint: disable=import-outside-toplevel
+    from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_store import verify_backup  # pylint: disable=import-outside-toplevel
     copy_dir = shop.tmp / 'controller'
-    extra = {'target': 'localhost', 'backup_instances': [{'name': 'shop', 'directory': str(shop.path)}],
-             'backup_dest': str(shop.dest), 'verify': True, 'copy_to': 'controller', 'copy_dir': str(copy_dir),
-             'backup_login_user': '', 'keep': 2}
+    extra = {'opsguard_target': 'localhost', 'opsguard_backup_instances': [{'name': 'shop', 'directory': str(shop.path)}],
+             'opsguard_backup_dest': str(shop.dest), 'opsguard_verify': True, 'opsguard_copy_to': 'controller',
+             'opsguard_copy_dir': str(copy_dir), 'opsguard_backup_login_user': '', 'opsguard_keep': 2}
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_LOCALHOST_WARNING='false',
                ANSIBLE_INVENTORY_UNPARSED_WARNING='false')
     playbook = [str(REPO / '.venv' / 'bin' / 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
@@ -449,7 +432,7 @@ TimeoutStopSec=20
 def test_fleet_cold_backup_playbook_stops_verifies_and_starts_again(lab_fleet, tmp_path):
     """playbooks/backup.yml on a fleet host: cold (graceful_stop of the unit), verify, copy to the controller."""
     sys.path.insert(0, COLLECTIONS)
-    from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import verify_backup  # pylint: disable=import-outside-toplevel
+    from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_store import verify_backup  # pylint: disable=import-outside-toplevel
     host = lab_fleet.hosts[0]
     release_zip = standin.build()
 
@@ -481,9 +464,10 @@ def test_fleet_cold_backup_playbook_stops_verifies_and_starts_again(lab_fleet, t
     pid_before = lab_fleet.exec(host, 'systemctl show -p MainPID --value anqicms-shop.service').stdout.strip()
 
     copy_dir = tmp_path / 'controller'
-    proc = lab_fleet.playbook(str(REPO / 'playbooks' / 'backup.yml'), limit=host.name, extra_vars={
-        'target': host.name, 'backup_instances': [{'name': 'shop', 'directory': '/opt/anqicms/shop'}],
-        'cold': True, 'verify': True, 'copy_to': 'controller', 'copy_dir': str(copy_dir)})
+    # No --limit: the first play checks the inputs on localhost; opsguard_target picks the host.
+    proc = lab_fleet.playbook(str(REPO / 'playbooks' / 'backup.yml'), extra_vars={
+        'opsguard_target': host.name, 'opsguard_backup_instances': [{'name': 'shop', 'directory': '/opt/anqicms/shop'}],
+        'opsguard_cold': True, 'opsguard_verify': True, 'opsguard_copy_to': 'controller', 'opsguard_copy_dir': str(copy_dir)})
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
     assert lab_fleet.exec(host, 'systemctl is-active anqicms-shop.service').stdout.strip() == 'active'
     pid_after = lab_fleet.exec(host, 'systemctl show -p MainPID --value anqicms-shop.service').stdout.strip()

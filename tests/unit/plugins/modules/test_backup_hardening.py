@@ -23,7 +23,10 @@ from unittest import mock
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.opsguard.anqicms.plugins.module_utils import backup as bk
+from ansible_collections.opsguard.anqicms.plugins.module_utils import backup_store as bk
+from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_options import MAX_TIMEOUT
+from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_partials import OWNER_FILE, owner_record
+from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_retention import MAX_KEEP, MAX_KEEP_DAYS
 from ansible_collections.opsguard.anqicms.plugins.modules import backup as backup_module
 
 DUMP = 'import sys; sys.stdout.write("CREATE TABLE t (a int);\\nINSERT INTO t VALUES (1);\\n-- Dump completed on 2026-01-01\\n")'
@@ -419,7 +422,7 @@ def test_partial_of_a_killed_backup_is_removed_by_the_next_backup(tmp_path, run_
     proc = start_backup(tmp_path, inst, dest)
     try:
         partial = wait_for_partial(dest / 'shop', proc)
-        owner = json.loads((partial / bk.OWNER_FILE).read_text())
+        owner = json.loads((partial / OWNER_FILE).read_text())
         assert owner['pid'] == proc.pid
     finally:
         kill_group(proc)
@@ -432,7 +435,7 @@ def test_partial_of_a_killed_backup_is_removed_by_the_next_backup(tmp_path, run_
     assert result['stale_partials_removed'] == [partial.name] and result['partials_left'] == []
     assert not partial.exists()
     assert result['changed'] and sorted(os.listdir(dest / 'shop')) == [result['backup_id']]
-    assert not (dest / 'shop' / result['backup_id'] / bk.OWNER_FILE).exists()
+    assert not (dest / 'shop' / result['backup_id'] / OWNER_FILE).exists()
 
 
 def test_partial_of_a_running_backup_is_never_removed(tmp_path, run_main):
@@ -460,13 +463,13 @@ def test_partials_that_cannot_be_proven_dead_are_left(tmp_path, run_main):
     no_record.mkdir()
     other_host = instance_dir / '.partial-20260102T000000000000Z'
     other_host.mkdir()
-    (other_host / bk.OWNER_FILE).write_text(json.dumps({'pid': 1, 'start': 1, 'boot_id': 'x', 'host': 'elsewhere'}))
+    (other_host / OWNER_FILE).write_text(json.dumps({'pid': 1, 'start': 1, 'boot_id': 'x', 'host': 'elsewhere'}))
     alive = instance_dir / '.partial-20260103T000000000000Z'
     alive.mkdir()
-    (alive / bk.OWNER_FILE).write_text(json.dumps(bk.owner_record()))    # this very process, no lock held
+    (alive / OWNER_FILE).write_text(json.dumps(owner_record()))    # this very process, no lock held
     garbage = instance_dir / '.partial-20260104T000000000000Z'
     garbage.mkdir()
-    (garbage / bk.OWNER_FILE).write_text('{"pid": "1; rm -rf /"}')
+    (garbage / OWNER_FILE).write_text('{"pid": "1; rm -rf /"}')
     outside = tmp_path / 'outside'
     outside.mkdir()
     (outside / 'keep.txt').write_text('x')
@@ -490,7 +493,7 @@ def test_partial_of_a_dead_pid_or_an_earlier_boot_is_removed(tmp_path, run_main)
     instance_dir.mkdir(parents=True)
     gone = subprocess.Popen([sys.executable, '-c', 'pass'])
     gone.wait()
-    me = bk.owner_record()
+    me = owner_record()
     records = {
         '.partial-20260101T000000000000Z': dict(me, pid=gone.pid, start=None),       # PID no longer exists
         '.partial-20260102T000000000000Z': dict(me, start=me['start'] - 1),          # PID reused by a newer process
@@ -498,7 +501,7 @@ def test_partial_of_a_dead_pid_or_an_earlier_boot_is_removed(tmp_path, run_main)
     }
     for name, record in records.items():
         (instance_dir / name).mkdir()
-        (instance_dir / name / bk.OWNER_FILE).write_text(json.dumps(record))
+        (instance_dir / name / OWNER_FILE).write_text(json.dumps(record))
         (instance_dir / name / 'site1-db.sql.gz').write_bytes(b'half')
     with fake_db():
         result = run_main(backup_module.main, args(inst, tmp_path / 'backups'))
@@ -552,7 +555,7 @@ def outcome(run_main, extra: dict, check: bool) -> tuple:
 def test_property_keep(run_main, keep):
     result, ok, refused = outcome(run_main, {'keep': keep}, check=False)
     if refused:
-        assert keep is not None and not 1 <= keep <= bk.MAX_KEEP and 'keep must be' in result['msg']
+        assert keep is not None and not 1 <= keep <= MAX_KEEP and 'keep must be' in result['msg']
     else:
         # 2 intact old backups + the new one; the damaged one is never counted, never deleted.
         assert len(ok) >= min(keep or 3, 3) and result['backup_id'] in ok
@@ -566,9 +569,9 @@ def test_property_keep_days(run_main, keep_days):
     result, ok, refused = outcome(run_main, {'keep_days': keep_days}, check=False)
     if refused:
         assert 'keep_days must be' in result['msg']
-        assert not (0 <= keep_days <= bk.MAX_KEEP_DAYS)
+        assert not (0 <= keep_days <= MAX_KEEP_DAYS)
     else:
-        assert keep_days is None or 0 <= keep_days <= bk.MAX_KEEP_DAYS
+        assert keep_days is None or 0 <= keep_days <= MAX_KEEP_DAYS
         assert result['backup_id'] in ok and len(ok) >= 1
 
 
@@ -589,7 +592,7 @@ def test_property_check_mode_predicts_retention(run_main, keep, keep_days):
 @given(timeout=st.integers())
 def test_property_timeout(run_main, timeout):
     result, _ok, refused = outcome(run_main, {'timeout': timeout}, check=False)
-    assert refused == (not 1 <= timeout <= bk.MAX_TIMEOUT)
+    assert refused == (not 1 <= timeout <= MAX_TIMEOUT)
     if refused:
         assert 'timeout must be' in result['msg']
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import FORMAT, write_manifest
+from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_store import FORMAT, write_manifest
 from ansible_collections.opsguard.anqicms.plugins.modules import backup as backup_module
 
 COLLECTIONS_ROOT = os.path.abspath(os.path.join(os.path.dirname(backup_module.__file__), *(['..'] * 5)))

@@ -24,17 +24,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import (
+from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_store import (
     FORMAT,
     BackupError,
     ManifestError,
-    archive_files,
     find_backup,
     read_manifest,
     validate_manifest,
     verify_backup,
     write_manifest,
 )
+from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_streams import archive_files
 from ansible_collections.opsguard.anqicms.plugins.modules import restore
 
 BACKUP_ID = '20260101T000000000000Z'
@@ -235,7 +235,7 @@ class FakeClient(object):
     ('RENAME TABLE', False, ['create_db']),
 ])
 def test_swap_tables_journals_only_the_statements_that_succeeded(fail, live_exists, journalled):
-    from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_restore import Journal, swap_tables
+    from ansible_collections.opsguard.anqicms.plugins.module_utils.restore_workflow import Journal, swap_tables
     from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import MysqlError
 
     client = FakeClient(fail, live_exists)

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import dump_database
+from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_streams import dump_database
 from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import (
     MysqlClient,
     MysqlError,
@@ -24,10 +24,10 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client impo
     find_binary,
     parse_batch,
     quote_ident,
-    quote_string,
     secret_fd,
     unescape_batch,
 )
+from ansible_collections.opsguard.anqicms.plugins.module_utils.sql import SqlError, literal
 
 
 PASSWORD = 'pa"ss\\w#rd-0xSECRET'
@@ -170,7 +170,7 @@ def test_the_real_clients_read_options_from_dev_fd(names):
 
 KILLED_BACKUP = r'''
 import sys
-from ansible_collections.opsguard.anqicms.plugins.module_utils.backup import dump_database
+from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_streams import dump_database
 from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import MysqlClient
 client = MysqlClient({'user': 'app', 'password': 'pw-xSECRET', 'host': '127.0.0.1', 'port': 3306}, client=sys.argv[1], dump=sys.argv[1])
 dump_database(client.dump_cmd('shop'), sys.argv[2], timeout=600, pass_fds=client.pass_fds)
@@ -222,6 +222,6 @@ def test_parse_batch_rows():
 
 def test_quoting():
     assert quote_ident('we`ird') == '`we``ird`'
-    assert quote_string("it's \\") == "'it\\'s \\\\'"
-    with pytest.raises(MysqlError):
+    assert literal("it's \\") == "X'%s'" % "it's \\".encode().hex().upper()
+    with pytest.raises(SqlError):
         quote_ident('')
