@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare everything `make test` and `make demo` need, skipping whatever is already in place:
 #   1. Debian packages (only when run as root; see hacking/apt-packages.txt),
-#   2. the control-node virtualenv .venv from the pinned requirement files,
+#   2. the control-node virtualenv .venv from the pinned requirement files (collection, tests, docs),
 #   3. the collection made importable as .collections/ansible_collections/opsguard/anqicms (a symlink).
 # A second run only compares hashes and exits within a second or two.
 set -euo pipefail
@@ -41,13 +41,14 @@ else
 fi
 
 # 2. virtualenv -------------------------------------------------------------
-req_hash=$(cat requirements.txt tests/requirements.txt tests/constraints.txt | sha256sum | cut -c1-16)
+req_files=(requirements.txt tests/requirements.txt hacking/docs/requirements.txt)
+req_hash=$(cat "${req_files[@]}" tests/constraints.txt | sha256sum | cut -c1-16)
 stamp="$VENV/.opsguard-$req_hash"
 if [ ! -e "$stamp" ]; then
-    log "creating $VENV from requirements.txt + tests/requirements.txt (constraints: tests/constraints.txt)"
+    log "creating $VENV from ${req_files[*]} (constraints: tests/constraints.txt)"
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -c tests/constraints.txt -r requirements.txt -r tests/requirements.txt
+    "$VENV/bin/python" -m pip install -q -c tests/constraints.txt "${req_files[@]/#/-r}"
     rm -f "$VENV"/.opsguard-*
     touch "$stamp"
 else

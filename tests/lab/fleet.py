@@ -29,11 +29,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
+
+if str(Path(__file__).resolve().parents[2] / ".collections") not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
+from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner  # noqa: E402  pylint: disable=wrong-import-position
 
 DEFAULT_NAME = "oglab"
 LAB_ROOT = Path(os.environ.get("OPSGUARD_LAB_ROOT", "/tmp/opsguard-lab"))
@@ -564,14 +567,13 @@ class Fleet:
         play = [{"hosts": target.name, "gather_facts": False, "tasks": [{"name": f"run {module}", module: args, "check_mode": check}]}]
         with _private_file(self.state_dir, "play-", ".yml", json.dumps(play)) as playbook:
             env = self.ansible_env()
-            env.update({"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"})
+            env.update(ansible_runner.JSON_CALLBACK)
             result = _run([_tool("ansible-playbook"), "-i", self.inventory_path, playbook], check=False, timeout=timeout, env=env)
-        try:
-            report = json.loads(result.stdout[result.stdout.index("{"):])
-            return dict(report["plays"][0]["tasks"][0]["hosts"][target.name])
-        except (ValueError, KeyError, IndexError):
+        answer = ansible_runner.host_result(ansible_runner.json_report(result.stdout), target.name)
+        if answer is None:
             return {"failed": True, "msg": f"ansible-playbook exited {result.returncode} without a result for {target.name}",
                     "stdout": result.stdout[-4000:], "stderr": result.stderr[-4000:]}
+        return answer
 
     def playbook(self, path: str | Path, extra_vars: dict[str, Any] | None = None, check: bool = False,
                  limit: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -593,26 +595,14 @@ class Fleet:
         return _run(argv, check=False, timeout=timeout, env=self.ansible_env())
 
 
-@contextlib.contextmanager
-def _private_file(directory: Path, prefix: str, suffix: str, content: str) -> Iterator[str]:
-    fd, path = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        yield path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+_private_file = ansible_runner.private_file
 
 
 def _tool(name: str) -> str:
-    for candidate in (Path(sys.executable).parent / name, REPO_ROOT / ".venv" / "bin" / name):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which(name)
-    if not found:
-        raise LabError(f"{name} not found next to {sys.executable}, in {REPO_ROOT / '.venv/bin'} or on PATH: install ansible-core")
-    return found
+    try:
+        return ansible_runner.tool(name)
+    except FileNotFoundError as exc:
+        raise LabError(str(exc)) from None
 
 
 def _set_memory_limit(cgroup: Path, limit: int | None) -> None:

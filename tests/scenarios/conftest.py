@@ -11,8 +11,9 @@ import sys
 import pytest
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for _sub in ('lab', 'standin'):
-    _path = os.path.join(TESTS, _sub)
+# tests/lab, tests/standin, and .collections for the shared helpers (ansible_collections.opsguard.anqicms.tests.utils).
+for _sub in ('lab', 'standin', os.path.join('..', '.collections')):
+    _path = os.path.normpath(os.path.join(TESTS, _sub))
     if _path not in sys.path:
         sys.path.insert(0, _path)
 

@@ -31,6 +31,8 @@ from typing import Any, Iterator
 import pytest
 
 import fleet
+from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner
+from ansible_collections.opsguard.anqicms.tests.utils.lab import running_fleet
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tests' / 'demo'))
@@ -44,7 +46,6 @@ CLIENT_TIMEOUT = 30      # seconds; the issue saw hangs past 15 s
 WARMUP, CUT, AFTER = 3.0, 12.0, 4.0   # CUT > proxy_fail_timeout (10 s): node3 is probed again while still cut
 BOUND = 5.0              # worst latency allowed for a request that started after the cut
 RESULT = REPO / 'tests' / 'output' / 'proxy_failover.json'
-RECAP = re.compile(r'^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.M)
 BOUNDED = ['proxy_connect_timeout 2s;', 'proxy_read_timeout 60s;', 'proxy_next_upstream error timeout http_502 http_503;',
            'proxy_next_upstream_tries 3;', 'proxy_next_upstream_timeout 10s;']
 
@@ -85,8 +86,7 @@ def run_playbook(lab: fleet.Fleet, inventory_path: str, playbook: pathlib.Path |
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
     finally:
         vars_file.unlink(missing_ok=True)
-    recap = {m.group(1): {'ok': int(m.group(2)), 'changed': int(m.group(3)), 'unreachable': int(m.group(4)),
-                          'failed': int(m.group(5))} for m in RECAP.finditer(proc.stdout)}
+    recap = ansible_runner.recap(proc.stdout)
     return proc.returncode, proc.stdout + proc.stderr, recap
 
 
@@ -96,11 +96,8 @@ def sh(lab: fleet.Fleet, host: str, cmd: str | list[str]) -> str:
 
 @pytest.fixture(scope='module')
 def lab() -> Iterator[fleet.Fleet]:
-    running = fleet.up(3, '1536M', name=LAB)
-    try:
+    with running_fleet(3, '1536M', LAB, lab=fleet) as running:
         yield running
-    finally:
-        fleet.down(LAB)
 
 
 @pytest.fixture(scope='module')

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import re
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +23,8 @@ from typing import Any, Iterator
 import pytest
 
 import fleet
+from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner
+from ansible_collections.opsguard.anqicms.tests.utils.lab import running_fleet
 import standin
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -41,7 +42,6 @@ INSTANCES = [
      'sites': [{'name': 'blog', 'server_name': 'blog.site2.test'}]},
 ]
 SECRETS = [ADMIN_PASSWORD] + [i['db_password'] for i in INSTANCES]
-RECAP = re.compile(r'^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.M)
 TIMES: dict[str, float] = {}
 
 
@@ -64,11 +64,8 @@ def expected_mariadb(database_bytes: int) -> dict[str, int]:
 
 @pytest.fixture(scope='module')
 def lab() -> Iterator[fleet.Fleet]:
-    running = fleet.up(2, MEMORY, name=LAB)
-    try:
+    with running_fleet(2, MEMORY, LAB, lab=fleet) as running:
         yield running
-    finally:
-        fleet.down(LAB)
 
 
 @pytest.fixture(scope='module')
@@ -89,8 +86,7 @@ def run(lab: fleet.Fleet, extra: dict[str, Any], check: bool = False, limit: str
     out = proc.stdout + proc.stderr
     for secret in SECRETS:
         assert secret not in out, 'a password appeared in the ansible-playbook output'
-    recap = {m.group(1): {'ok': int(m.group(2)), 'changed': int(m.group(3)), 'unreachable': int(m.group(4)),
-                          'failed': int(m.group(5))} for m in RECAP.finditer(proc.stdout)}
+    recap = ansible_runner.recap(proc.stdout)
     return proc.returncode, recap, out, seconds
 
 
@@ -265,7 +261,8 @@ def test_takeover_and_upgrade_keep_user_data(lab, release, tmp_path):
 
 
 @pytest.mark.parametrize('case', ['wrong checksum', 'port held by another process', 'port used twice', 'budget overflow',
-                                  'missing admin password', 'default admin password', 'missing db password', 'bad log level'])
+                                  'missing admin password', 'default admin password', 'missing db password', 'bad log level',
+                                  'instance that cannot be named'])
 def test_bad_input_fails_clearly_and_changes_nothing(lab, release, case):
     host = 'node1'
     extra = base_vars(release)
@@ -291,6 +288,9 @@ def test_bad_input_fails_clearly_and_changes_nothing(lab, release, case):
     elif case == 'bad log level':
         extra['app_log_level'] = 'x' * 40
         expected = ['app_log_level must be a log level word', 'Fix:']
+    elif case == 'instance that cannot be named':
+        extra['app_instances'].append({'name': 'site3', 'port': 'http', 'db_password': 'Db3-scen'})
+        expected = ["app_instances item 3 (site3): port='http' is not a whole number from 1 to 65535"]
     else:
         del extra['app_instances'][1]['db_password']
         expected = ["instances ['site2']", 'have no db_password', 'Fix:']
@@ -300,6 +300,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(lab, release, case):
     assert recap[host]['changed'] == 0, changed_tasks(out)
     for fragment in expected:
         assert fragment in out, f'{case}: {fragment!r} missing from:\n{out[-3000:]}'
+    assert 'Db3-scen' not in out, 'a password appeared in the ansible-playbook output'
     assert snapshot(lab, host) == before
 
 

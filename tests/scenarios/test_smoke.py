@@ -6,11 +6,11 @@ node1 SIGKILLs both instances there; node2 keeps serving.
 """
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 
 import standin
+from ansible_collections.opsguard.anqicms.tests.utils.wait import poll
 
 DB_PASSWORD = 'smoke-db-pw-1'
 ADMIN_PASSWORD = 'smoke-admin-pw'
@@ -26,12 +26,7 @@ def _answers(url: str) -> bool:
 
 
 def _wait(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
+    return poll(predicate, timeout, 0.2)
 
 
 def _pids(fleet, host) -> list[int]:

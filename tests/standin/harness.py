@@ -5,30 +5,20 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
-import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
 import standin
 
+_COLLECTIONS = str(pathlib.Path(__file__).resolve().parents[2] / '.collections')
+if _COLLECTIONS not in sys.path:
+    sys.path.insert(0, _COLLECTIONS)
+
+from ansible_collections.opsguard.anqicms.tests.utils.ports import free_port, port_answers  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+
 http = standin.http
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_answers(port: int) -> bool:
-    """True when something accepts TCP connections on 127.0.0.1:port."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass

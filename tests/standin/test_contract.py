@@ -24,6 +24,7 @@ import pytest
 
 import standin
 from harness import Instance, MariaDB, free_port, http, port_answers
+from ansible_collections.opsguard.anqicms.tests.utils.wait import wait_for  # harness put .collections on sys.path
 
 ADMIN_PASSWORD = "s3cret-pw"
 MIB = 1 << 20
@@ -62,17 +63,6 @@ def get_json(inst: Instance, path: str, headers: dict[str, str] | None = None) -
     status, _hdrs, body = inst.get(path, headers=headers)
     assert status == 200, (path, status, body[:300])
     return json.loads(body)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    """Poll `predicate` every 50 ms until truthy; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def send_slow_request(inst: Instance, seconds: int) -> socket.socket:

@@ -1,14 +1,11 @@
 """Fixtures shared by the unit tests."""
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import subprocess
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.opsguard.anqicms.tests.utils.module_harness import run_module_main
 
 
 @pytest.fixture
@@ -26,26 +23,6 @@ def procs():
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
-
-
-def run_module_main(main, args: dict, check: bool = False, diff: bool = False) -> dict:
-    """Run a module's ``main()`` in-process with ``args`` and return its JSON result.
-
-    A module that crashes raises here (a traceback is a test failure); a module that answers
-    with ``fail_json`` or ``exit_json`` returns its result. Works inside hypothesis ``@given``
-    tests: no function-scoped fixture is involved.
-    """
-    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-    out = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(out):
-        try:
-            main()
-        except SystemExit:
-            pass
-        else:  # pragma: no cover - every module ends in exit_json/fail_json
-            raise AssertionError('the module returned without exit_json/fail_json')
-    text = out.getvalue()
-    return json.loads(text[text.index('{'):])
 
 
 @pytest.fixture(scope='session')
