@@ -1,6 +1,7 @@
 # opsguard.anqicms — the two commands a newcomer needs:
 #   make demo   the main job on the built-in test fleet
 #   make test   every test layer, in order, failing fast
+#   make docs   the collection's HTML documentation in .build/docs/html
 # Both prepare what they need by themselves (hacking/setup.sh) and skip what is already there.
 
 SHELL := /bin/bash
@@ -14,7 +15,7 @@ ANSIBLE_TEST := $(ROOT)/hacking/ansible-test.sh
 LAYER = @$(ROOT)/hacking/layer.sh
 export OPSGUARD_LAYER_LOG := $(ROOT)/.build/layers.log
 
-.PHONY: help setup test sanity lint units integration scenarios standin demo demo-down build docs-check clean
+.PHONY: help setup test sanity lint units integration scenarios standin demo demo-down build docs clean
 
 help:
 	@echo "make demo       run the main job on the built-in test fleet (root)"
@@ -22,6 +23,7 @@ help:
 	@echo "make test       sanity -> lint -> units -> integration -> scenarios"
 	@echo "make setup      only prepare .venv, Debian packages and the collection link"
 	@echo "make build      build the collection tarball"
+	@echo "make docs       build the HTML documentation (antsibull-docs + Sphinx) into .build/docs/html"
 
 setup:
 	@$(ROOT)/hacking/setup.sh
@@ -38,8 +40,10 @@ test: setup
 sanity:
 	$(ANSIBLE_TEST) sanity --venv --python $(PYTHON_VERSION) --color no
 	$(VENV)/bin/antsibull-changelog lint
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/roles
+	$(VENV)/bin/antsibull-docs lint-collection-docs --plugin-docs .
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/roles tests/docs tests/playbooks
 	$(ROOT)/hacking/check-package.sh
+	$(ROOT)/hacking/check-ee.sh
 
 lint:
 	$(VENV)/bin/ansible-lint --profile production --offline --nocolor
@@ -55,6 +59,9 @@ scenarios: standin
 
 standin:
 	@tests/standin/build.sh
+
+docs: setup
+	@$(ROOT)/hacking/docs/build.sh
 
 build: setup
 	$(VENV)/bin/ansible-galaxy collection build --force --output-path .build/dist

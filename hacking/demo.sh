@@ -62,19 +62,19 @@ echo "node2's instance starts leaking:"
 
 say "4/7 memory_check: the CI job fails and names the host"
 set +e
-timeout 300 ansible-playbook -i "$INV" opsguard.anqicms.memory_check -e "report_dir=$REPORTS" -e sample_seconds=5 > "$OUT/memory_check.log" 2>&1
+timeout 300 ansible-playbook -i "$INV" opsguard.anqicms.memory_check -e "opsguard_report_dir=$REPORTS" -e opsguard_sample_seconds=5 > "$OUT/memory_check.log" 2>&1
 rc=$?
 set -e
 sed -n '/Show the fleet table/,/^$/p' "$OUT/memory_check.log" | sed -n 's/^ *"\(.*\)",\{0,1\}$/  \1/p'
 echo "  exit status: $rc (non-zero = a host at or above 'critical')"
 
 say "5/7 emergency_stop: drain node2 at nginx, stop it gracefully, keep it stopped"
-timeout 600 ansible-playbook -i "$INV" opsguard.anqicms.emergency_stop -e "report_dir=$REPORTS" > "$OUT/emergency_stop.log" 2>&1 \
+timeout 600 ansible-playbook -i "$INV" opsguard.anqicms.emergency_stop -e "opsguard_report_dir=$REPORTS" > "$OUT/emergency_stop.log" 2>&1 \
     || { tail -40 "$OUT/emergency_stop.log"; exit 1; }
 sed -n '/Show the plan/,/^}/p;/Show the outcome/,/^}/p' "$OUT/emergency_stop.log" | sed -n 's/^ *"\(.*\)",\{0,1\}$/  \1/p'
 
 say "6/7 diagnose: who holds the memory, MariaDB, journal, recommendations"
-timeout 300 ansible-playbook -i "$INV" opsguard.anqicms.diagnose -e "report_dir=$REPORTS" -e sample_seconds=6 > "$OUT/diagnose.log" 2>&1 \
+timeout 300 ansible-playbook -i "$INV" opsguard.anqicms.diagnose -e "opsguard_report_dir=$REPORTS" -e opsguard_sample_seconds=6 > "$OUT/diagnose.log" 2>&1 \
     || { tail -40 "$OUT/diagnose.log"; exit 1; }
 sed -n '/Show the diagnosis/,/^TASK/p' "$OUT/diagnose.log" | grep -v '^TASK' | sed -n 's/^ *"\(.*\)",\{0,1\}$/  \1/p;s/^ok: \[\(.*\)\].*/ \1:/p'
 

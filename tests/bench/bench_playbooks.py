@@ -4,7 +4,7 @@
 
 1. The headline: steady reads and writes through nginx to two backends sharing one database; stop one backend
    (a) the stock way, `pgrep -x anqicms && pkill -9 anqicms` (AnQiCMS's stop.sh), and
-   (b) with `emergency_stop` (stop_instances=node2:www), then `recover`.
+   (b) with `emergency_stop` (opsguard_stop_instances=node2:www), then `recover`.
    Counted: failed requests and acknowledged-but-missing writes, per round.
 2. Wall time of memory_check and emergency_stop over 3 and 10 hosts, with 5 and 10 forks.
 
@@ -38,7 +38,7 @@ def playbook(lab: Any, inventory: str, name: str, extra: dict[str, Any], forks: 
     env.update({'ANSIBLE_INVENTORY': inventory, 'ANSIBLE_FORKS': str(forks)})
     with tempfile.TemporaryDirectory(dir=lab.state_dir) as tmp:
         vars_file = Path(tmp) / 'vars.json'
-        vars_file.write_text(json.dumps(dict({'report_dir': tmp}, **extra)), encoding='utf-8')
+        vars_file.write_text(json.dumps(dict({'opsguard_report_dir': tmp}, **extra)), encoding='utf-8')
         start = time.monotonic()
         proc = subprocess.run([str(REPO / '.venv' / 'bin' / 'ansible-playbook'), '-i', inventory, str(REPO / 'playbooks' / f'{name}.yml'),
                                '-e', f'@{vars_file}'], capture_output=True, text=True, env=env, timeout=1200, check=False, cwd=tmp)
@@ -81,7 +81,7 @@ def headline(lab: Any, inventory: str, rounds: int) -> dict[str, Any]:
         time.sleep(3)
 
         def graceful() -> None:
-            rc, dummy, out = playbook(lab, inventory, 'emergency_stop', {'stop_instances': ['node2:www']})
+            rc, dummy, out = playbook(lab, inventory, 'emergency_stop', {'opsguard_stop_instances': ['node2:www']})
             if rc:
                 raise RuntimeError('emergency_stop failed:\n' + out)
             rc, dummy, out = playbook(lab, inventory, 'recover', {})
@@ -99,7 +99,7 @@ def timings(lab: Any, inventory: str) -> dict[str, Any]:
         if rc:
             raise RuntimeError('memory_check failed:\n' + text)
         out[f'memory_check_forks{forks}_s'] = seconds
-        rc, seconds, text = playbook(lab, inventory, 'emergency_stop', {'stop_instances': ['node2:www']}, forks)
+        rc, seconds, text = playbook(lab, inventory, 'emergency_stop', {'opsguard_stop_instances': ['node2:www']}, forks)
         if rc:
             raise RuntimeError('emergency_stop failed:\n' + text)
         out[f'emergency_stop_forks{forks}_s'] = seconds

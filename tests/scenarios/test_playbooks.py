@@ -3,11 +3,13 @@
 """The fleet playbooks on a 5-host fleet: node1 = MariaDB + nginx (site www, 4 backends), node2..node5 = AnQiCMS www.
 
 In file order, on one fleet (lab name OPSGUARD_LAB_NAME, default ``pb``):
-memory_check's exit status follows fail_on -> check mode stops nothing -> two critical hosts with min_healthy
+memory_check's exit status follows opsguard_fail_on (bad inputs refused before measuring) -> diagnose reports every host
+-> check mode stops nothing -> two critical hosts with min_healthy
 leaving room for one: exactly one stopped and the report says why not the other -> a rerun changes nothing ->
 recover brings it back -> a host whose network is cut mid-run: the other is stopped and the report shows the cut one.
 Then, on a 1-host self-contained fleet (lab_fleet_factory): emergency_stop backup=true takes a cold backup and
-recover restore=latest brings back a row deleted after the stop.
+recover restore=latest brings back a row deleted after the stop; and on another: a cold backup drains, stops, backs
+up, starts and undrains, and restore.yml (check mode first) brings back a row deleted after the backup.
 Every outcome is confirmed from outside the playbook (systemd on the hosts, nginx state, the reports).
 """
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any, Iterator
 import pytest
 
 import fleet
+from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner
+from ansible_collections.opsguard.anqicms.tests.utils.lab import running_fleet
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tests' / 'demo'))
@@ -32,7 +36,6 @@ import topology  # noqa: E402  pylint: disable=wrong-import-position
 PLAYBOOKS = REPO / 'playbooks'
 LAB = os.environ.get('OPSGUARD_LAB_NAME', 'pb')
 APPS = ['node2', 'node3', 'node4', 'node5']
-RECAP = re.compile(r'^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.M)
 
 
 class Run:
@@ -42,8 +45,7 @@ class Run:
         self.rc = proc.returncode
         self.out = proc.stdout + proc.stderr
         self.report_dir = report_dir
-        self.recap = {m.group(1): {'ok': int(m.group(2)), 'changed': int(m.group(3)), 'unreachable': int(m.group(4)),
-                                   'failed': int(m.group(5))} for m in RECAP.finditer(proc.stdout)}
+        self.recap = ansible_runner.recap(proc.stdout)
 
     def report(self, name: str) -> dict[str, Any]:
         return json.loads((self.report_dir / name).read_text(encoding='utf-8'))
@@ -51,11 +53,8 @@ class Run:
 
 @pytest.fixture(scope='module')
 def lab() -> Iterator[fleet.Fleet]:
-    running = fleet.up(5, '1536M', name=LAB)
-    try:
+    with running_fleet(5, '1536M', LAB, lab=fleet) as running:
         yield running
-    finally:
-        fleet.down(LAB)
 
 
 @pytest.fixture(scope='module')
@@ -74,7 +73,7 @@ def playbook(lab: fleet.Fleet, inventory_path: str, name: str, extra: dict[str, 
     ConnectTimeout instead of leaving ansible waiting on a multiplexed master connection.
     """
     report_dir = tmp / 'reports'
-    extra = dict({'report_dir': str(report_dir)}, **extra)
+    extra = dict({'opsguard_report_dir': str(report_dir)}, **extra)
     vars_file = tmp / f'{name}-vars.json'
     vars_file.write_text(json.dumps(extra), encoding='utf-8')
     argv = [str(REPO / '.venv' / 'bin' / 'ansible-playbook'), '-i', inventory_path, str(PLAYBOOKS / f'{name}.yml'),
@@ -85,7 +84,7 @@ def playbook(lab: fleet.Fleet, inventory_path: str, name: str, extra: dict[str, 
         env['ANSIBLE_SSH_ARGS'] = '-o ControlMaster=no -o ControlPath=none'
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp) as proc:
         lines: list[str] = []
-        timer = threading.Timer(600, proc.kill)
+        timer = threading.Timer(float(os.environ.get('OPSGUARD_PLAYBOOK_TIMEOUT', '600')), proc.kill)  # a busy machine may need more
         timer.start()
         try:
             assert proc.stdout is not None
@@ -132,22 +131,59 @@ def test_memory_check_exit_status_follows_fail_on(lab, inventory, tmp):
 
     make_critical(lab, 'node3')
     for fail_on, failing in (('critical', True), ('warning', True), ('never', False)):
-        run = playbook(lab, inventory, 'memory_check', {'fail_on': fail_on}, tmp)
+        run = playbook(lab, inventory, 'memory_check', {'opsguard_fail_on': fail_on}, tmp)
         assert (run.rc != 0) == failing, f'fail_on={fail_on}: rc {run.rc}\n' + run.out[-2000:]
         hosts = {h['host']: h for h in run.report('memory_check.json')['hosts']}
         assert hosts['node3']['verdict'] == 'critical' and hosts['node3']['culprit'] == 'anqicms:/opt/anqicms/www'
         if failing:
             assert 'node3 (critical, culprit anqicms:/opt/anqicms/www)' in run.out
-    run = playbook(lab, inventory, 'memory_check', {'fail_on': 'sometimes'}, tmp)
-    assert run.rc != 0 and 'fail_on must be one of critical, warning, never' in run.out
+    # Inputs are checked before anything is measured: a bad value, an old unprefixed name.
+    for extra, message in (({'opsguard_fail_on': 'sometimes'}, "opsguard_fail_on must be one of critical, warning, never, got 'sometimes'."),
+                           ({'fail_on': 'warning'}, 'fail_on was renamed opsguard_fail_on.'),
+                           ({'opsguard_sample_seconds': 'nan'}, "opsguard_sample_seconds must be a number from 0 to 3600, got 'nan'.")):
+        run = playbook(lab, inventory, 'memory_check', extra, tmp)
+        assert run.rc != 0 and message in run.out, run.out[-2000:]
+        assert 'TASK [Gather memory facts]' not in run.out
+
+
+def test_diagnose_reports_every_host(lab, inventory, tmp):
+    run = playbook(lab, inventory, 'diagnose', {'opsguard_sample_seconds': 3, 'opsguard_journal_lines': 5}, tmp)
+    assert run.rc == 0, run.out[-3000:]
+    report = run.report('diagnose.json')
+    assert sorted(report) == [f'node{i}' for i in range(1, 6)]
+    assert report['node3']['verdict'] == 'critical'   # made critical by the previous test
+    kinds = {k['kind'] for k in report['node3']['by_kind']}
+    assert 'anqicms' in kinds, report['node3']['by_kind']
+    assert {'database', 'nginx'} <= {k['kind'] for k in report['node1']['by_kind']}
+    assert int(report['node1']['mariadb']['max_connections']) > 0
+    # The app role sets GOMEMLIMIT and a memory limit per instance: neither recommendation may appear.
+    for host in APPS:
+        recs = ' '.join(report[host]['recommendations'])
+        assert 'runs without GOMEMLIMIT' not in recs and 'no memory limit of its own' not in recs, (host, recs)
+        assert set(report[host]['oom']) >= {'recent', 'messages', 'host_oom_kills'}
+    assert 'verdict CRITICAL' in run.out
+    run = playbook(lab, inventory, 'diagnose', {'opsguard_journal_lines': -1, 'journal_lines': 3}, tmp)
+    assert run.rc != 0 and 'journal_lines was renamed opsguard_journal_lines.' in run.out, run.out[-2000:]
+    assert "opsguard_journal_lines must be a whole number from 0 to 100000, got -1." in run.out
+    assert 'TASK [Memory per service, with growth sampling]' not in run.out
 
 
 def test_check_mode_stops_nothing(lab, inventory, tmp):
     make_critical(lab, 'node4')   # node3 is still critical from the previous test
     before = {h: unit_state(lab, h) for h in APPS}
-    run = playbook(lab, inventory, 'emergency_stop', {'min_healthy': 3}, tmp, check=True)
+    # Bad inputs are refused before the fleet is measured.
+    for extra, message in (({'min_healthy': 3}, 'min_healthy was renamed opsguard_min_healthy.'),
+                           ({'opsguard_min_healthy': 'abc'}, "opsguard_min_healthy must be a count"),
+                           ({'opsguard_max_parallel': 0}, 'opsguard_max_parallel must be a whole number from 1 to 1000, got 0.'),
+                           ({'opsguard_stop_instances': ['node3']}, 'opsguard_stop_instances entries must be "host:instance"')):
+        run = playbook(lab, inventory, 'emergency_stop', extra, tmp, check=True)
+        assert run.rc != 0 and message in run.out, run.out[-2000:]
+        assert 'TASK [Gather memory facts]' not in run.out
+    # 75 % of the 4 serving instances, rounded up: 3 must keep serving.
+    run = playbook(lab, inventory, 'emergency_stop', {'opsguard_min_healthy': '75%'}, tmp, check=True)
     assert run.rc == 0, run.out[-3000:]
     assert 'check mode: plan only' in run.out and 'STOP  node' in run.out
+    assert 'min_healthy 75% (3 must keep serving)' in run.out
     assert {h: unit_state(lab, h) for h in APPS} == before
     assert drained(lab) == []
     for host in APPS:
@@ -156,7 +192,7 @@ def test_check_mode_stops_nothing(lab, inventory, tmp):
 
 
 def test_min_healthy_stops_exactly_one_and_says_why_not_the_other(lab, inventory, tmp):
-    run = playbook(lab, inventory, 'emergency_stop', {'min_healthy': 3}, tmp)
+    run = playbook(lab, inventory, 'emergency_stop', {'opsguard_min_healthy': 3}, tmp)
     assert run.rc == 0, run.out[-4000:]
     report = run.report('emergency_stop.json')
     assert report['serving'] == 4 and report['min_healthy_count'] == 3
@@ -164,7 +200,7 @@ def test_min_healthy_stops_exactly_one_and_says_why_not_the_other(lab, inventory
     stopped = report['stopped'][0]['host']
     other = 'node4' if stopped == 'node3' else 'node3'
     assert [(s['host'], s['reason']) for s in report['skipped']] == [
-        (other, 'stopping it would leave 2 serving instance(s), below min_healthy=3 (3)')]
+        (other, 'stopping it would leave 2 serving instance(s), below opsguard_min_healthy=3 (3)')]
     assert report['stopped'][0]['verdict_after'] == 'ok' and report['stopped'][0]['recovered_bytes'] > 512 << 20
     # Confirmed on the hosts: exactly that instance is stopped and disabled, drained at nginx.
     states = {h: unit_state(lab, h) for h in APPS}
@@ -176,13 +212,13 @@ def test_min_healthy_stops_exactly_one_and_says_why_not_the_other(lab, inventory
 
 def test_rerun_changes_nothing(lab, inventory, tmp):
     before = {h: unit_state(lab, h) for h in APPS}
-    run = playbook(lab, inventory, 'emergency_stop', {'min_healthy': 3}, tmp)
+    run = playbook(lab, inventory, 'emergency_stop', {'opsguard_min_healthy': 3}, tmp)
     assert run.rc == 0, run.out[-3000:]
     assert all(r['changed'] == 0 for h, r in run.recap.items() if h != 'localhost'), run.recap
     assert run.report('emergency_stop.json')['stopped'] == []
     stopped = [h for h, s in before.items() if s[0] == 'inactive']
     # Named explicitly, the stopped instance is reported as already stopped and nothing changes either.
-    run = playbook(lab, inventory, 'emergency_stop', {'stop_instances': [f'{stopped[0]}:www'], 'min_healthy': 1}, tmp)
+    run = playbook(lab, inventory, 'emergency_stop', {'opsguard_stop_instances': [f'{stopped[0]}:www'], 'opsguard_min_healthy': 1}, tmp)
     assert run.rc == 0, run.out[-3000:]
     assert all(r['changed'] == 0 for h, r in run.recap.items() if h != 'localhost'), run.recap
     assert [s['reason'] for s in run.report('emergency_stop.json')['skipped']] == ['already stopped']
@@ -190,6 +226,22 @@ def test_rerun_changes_nothing(lab, inventory, tmp):
 
 
 def test_recover_brings_it_back(lab, inventory, tmp):
+    # Records are untrusted: one that names another unit is refused and nothing on its host starts.
+    stopped = [h for h in APPS if unit_state(lab, h)[0] == 'inactive']
+    assert len(stopped) == 1, stopped
+    record = '/var/lib/opsguard/emergency_stop/opt_anqicms_www.json'
+    original = lab.exec(stopped[0], f'cat {record}').stdout
+    tampered = json.loads(original)
+    tampered['instance']['unit'] = 'ssh.service'
+    lab.exec(stopped[0], ['python3', '-c', 'import sys; open(sys.argv[1], "w").write(sys.argv[2])', record, json.dumps(tampered)])
+    run = playbook(lab, inventory, 'recover', {'opsguard_recover_instances': [f'{stopped[0]}:www']}, tmp)
+    assert run.rc != 0 and f'{stopped[0]}: the emergency_stop record {record} is refused' in run.out, run.out[-3000:]
+    assert "instance.unit 'ssh.service' is not the unit of instance www" in run.out
+    assert unit_state(lab, stopped[0])[:2] == ('inactive', 'disabled') and drained(lab) != []
+    lab.exec(stopped[0], ['python3', '-c', 'import sys; open(sys.argv[1], "w").write(sys.argv[2])', record, original])
+    run = playbook(lab, inventory, 'recover', {'recover_instances': [f'{stopped[0]}:www']}, tmp)
+    assert run.rc != 0 and 'recover_instances was renamed opsguard_recover_instances.' in run.out, run.out[-2000:]
+
     run = playbook(lab, inventory, 'recover', {}, tmp)
     assert run.rc == 0, run.out[-3000:]
     states = {h: unit_state(lab, h) for h in APPS}
@@ -217,7 +269,7 @@ def test_network_cut_mid_run(lab, inventory, tmp):
             cut.append(victim)
 
     try:
-        run = playbook(lab, inventory, 'emergency_stop', {'min_healthy': 1}, tmp, on_line=on_line, shared_ssh=False)
+        run = playbook(lab, inventory, 'emergency_stop', {'opsguard_min_healthy': 1}, tmp, on_line=on_line, shared_ssh=False)
     finally:
         for host in cut:
             lab.heal(host)
@@ -241,9 +293,10 @@ def test_cold_backup_on_stop_and_restore_on_recover(lab_fleet_factory, tmp):
     assert run.rc == 0, run.out[-4000:]
     posted = single.exec('node1', "curl -s -m 10 -H 'Host: www.demo.test' -d 'title=kept&content=before+the+stop' http://127.0.0.1:8001/api/archive")
     ident = json.loads(posted.stdout)['data']['id']
-    root = {'backup_login_user': 'root', 'restore_login_user': 'root'}
+    root = {'opsguard_backup_login_user': 'root', 'opsguard_restore_login_user': 'root'}
 
-    run = playbook(single, inv, 'emergency_stop', dict(root, stop_instances=['node1:www'], min_healthy=0, backup=True, backup_verify=True), tmp)
+    run = playbook(single, inv, 'emergency_stop', dict(root, opsguard_stop_instances=['node1:www'], opsguard_min_healthy=0,
+                                                       opsguard_backup=True, opsguard_backup_verify=True), tmp)
     assert run.rc == 0, run.out[-4000:]
     stopped = run.report('emergency_stop.json')['stopped']
     assert [s['outcome'] for s in stopped] == ['stopped_gracefully'] and stopped[0]['backup_id'], stopped
@@ -251,8 +304,63 @@ def test_cold_backup_on_stop_and_restore_on_recover(lab_fleet_factory, tmp):
     assert stopped[0]['backup_id'] in backups
 
     single.exec('node1', ['mysql', '-e', f'DELETE FROM anqicms_www.archives WHERE id = {int(ident)}'])
-    run = playbook(single, inv, 'recover', dict(root, restore='latest'), tmp)
+    run = playbook(single, inv, 'recover', dict(root, opsguard_restore='latest'), tmp)
     assert run.rc == 0, run.out[-4000:]
     count = single.exec('node1', ['mysql', '-N', '-B', '-e', f'SELECT COUNT(*) FROM anqicms_www.archives WHERE id = {int(ident)}'])
     assert count.stdout.strip() == '1', 'the restore did not bring the row back'
     assert unit_state(single, 'node1')[:2] == ('active', 'enabled')
+
+
+def test_cold_backup_then_restore_playbook(lab_fleet_factory, tmp):
+    """One self-contained host: a cold backup drains, stops, backs up, starts and undrains; after a change, restore.yml
+    (check mode first) brings the data back through the same stop and start, and the instance serves again."""
+    single = lab_fleet_factory(1, '1536M')
+    inv = topology.write_inventory(single, local=True)
+    run = playbook(single, inv, 'deploy', {}, tmp)
+    assert run.rc == 0, run.out[-4000:]
+    posted = single.exec('node1', "curl -s -m 10 -H 'Host: www.demo.test' -d 'title=kept&content=before+the+backup' http://127.0.0.1:8001/api/archive")
+    ident = int(json.loads(posted.stdout)['data']['id'])
+    count_sql = ['mysql', '-N', '-B', '-e', f'SELECT COUNT(*) FROM anqicms_www.archives WHERE id = {ident}']
+    pid_before = unit_state(single, 'node1')[2]
+
+    # Cold backup through the lifecycle entry points: drained at nginx, stopped, backed up, started, undrained.
+    run = playbook(single, inv, 'backup', {'opsguard_cold': True, 'opsguard_verify': True}, tmp)
+    assert run.rc == 0, run.out[-4000:]
+    assert 'node1 www 127.0.0.1:8001' in run.out, 'the cold backup did not drain the instance at nginx'
+    state = unit_state(single, 'node1')
+    assert state[:2] == ('active', 'enabled') and state[2] != pid_before, state
+    assert drained(single) == []
+    backups = single.exec('node1', 'ls /var/backups/anqicms/www').stdout.split()
+    assert len(backups) == 1, backups
+
+    single.exec('node1', ['mysql', '-e', f'DELETE FROM anqicms_www.archives WHERE id = {ident}'])
+    assert single.exec('node1', count_sql).stdout.strip() == '0'
+
+    # Inputs are checked before anything is touched.
+    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:www'], 'opsguard_restore': 'yesterday'}, tmp)
+    assert run.rc != 0 and 'opsguard_restore must be' in run.out and "got 'yesterday'" in run.out, run.out[-2000:]
+    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:www'], 'opsguard_restore': 'latest',
+                                            'restore_login_user': 'root'}, tmp)
+    assert run.rc != 0 and 'restore_login_user was renamed opsguard_restore_login_user' in run.out, run.out[-2000:]
+    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:nosuch'], 'opsguard_restore': 'latest'}, tmp)
+    assert run.rc != 0 and 'opsguard_restore_instances names node1:nosuch' in run.out, run.out[-2000:]
+    assert unit_state(single, 'node1')[:2] == ('active', 'enabled')
+
+    # Check mode: the backup is verified and the plan shown; nothing stops, nothing is restored.
+    pid = unit_state(single, 'node1')[2]
+    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:www'], 'opsguard_restore': 'latest'}, tmp, check=True)
+    assert run.rc == 0, run.out[-4000:]
+    assert f'node1:www would restore backup {backups[0]}' in run.out, run.out[-3000:]
+    assert unit_state(single, 'node1') == ('active', 'enabled', pid)
+    assert single.exec('node1', count_sql).stdout.strip() == '0'
+
+    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:www'], 'opsguard_restore': 'latest'}, tmp)
+    assert run.rc == 0, run.out[-4000:]
+    assert single.exec('node1', count_sql).stdout.strip() == '1', 'the restore did not bring the row back'
+    [restored] = run.report('restore.json')['restored']
+    assert (restored['host'], restored['name'], restored['backup_id']) == ('node1', 'www', backups[0]), restored
+    assert restored['undrained'] == [{'proxy': 'node1', 'site': 'www', 'backend': '127.0.0.1:8001'}], restored
+    assert unit_state(single, 'node1')[:2] == ('active', 'enabled')
+    assert drained(single) == []
+    via_nginx = single.exec('node1', "curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Host: www.demo.test' http://127.0.0.1/")
+    assert via_nginx.stdout.strip() == '200', via_nginx.stdout
