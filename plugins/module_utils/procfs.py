@@ -357,10 +357,10 @@ def read_identity(pid: int, proc: str = PROC, need_tgid: bool = False) -> Identi
     return Identity(pid, stat['ppid'], stat['start_ticks'], exe, stat['comm'], stat['state'], tgid)
 
 
-def scan_processes(proc: str = PROC) -> dict:
-    """Map PID -> Identity for every live process (one pass over /proc)."""
+def _identities(pid_list, proc: str) -> dict:
+    """Map PID -> Identity for the given PIDs that are still alive."""
     table = {}
-    for pid in pids(proc):
+    for pid in pid_list:
         try:
             ident = read_identity(pid, proc)
         except ProcessError:
@@ -368,19 +368,16 @@ def scan_processes(proc: str = PROC) -> dict:
         if ident is not None:
             table[ident.pid] = ident
     return table
+
+
+def scan_processes(proc: str = PROC) -> dict:
+    """Map PID -> Identity for every live process (one pass over /proc)."""
+    return _identities(pids(proc), proc)
 
 
 def scan_by_exe(exe: str, proc: str = PROC) -> dict:
     """Map PID -> Identity of the processes whose resolved executable is exe (readlink first, stat only on a match)."""
-    table = {}
-    for pid in pids_by_exe(exe, proc):
-        try:
-            ident = read_identity(pid, proc)
-        except ProcessError:
-            continue
-        if ident is not None:
-            table[ident.pid] = ident
-    return table
+    return _identities(pids_by_exe(exe, proc), proc)
 
 
 # ---------------------------------------------------------------- trees
