@@ -34,7 +34,8 @@ def _status(url: str, timeout: float = 5) -> int | str:
         return type(exc).__name__
 
 
-_wait = poll
+def _wait(predicate, timeout: float = 20.0, interval: float = 0.1):
+    return poll(predicate, timeout, interval)
 
 
 @pytest.fixture(scope='module')
