@@ -288,6 +288,19 @@ def stop_records(slurped: t.Any, host: str, proxy_hosts: t.Any = None) -> dict[s
     return {'records': records, 'problems': problems}
 
 
+def unknown_instances(entries: t.Any, hosts: t.Any, hostvars: t.Any) -> list[str]:
+    """The ``host:name`` entries that do not name an app_instances entry of one of ``hosts``."""
+    known_hosts = set(str(h) for h in hosts or [])
+    unknown = []
+    for entry in entries or []:
+        host, dummy, name = str(entry).partition(':')
+        instances = (hostvars[host].get('app_instances') or []) if host in known_hosts else []
+        names = [i.get('name') for i in instances if isinstance(i, Mapping)] if isinstance(instances, (list, tuple)) else []
+        if name not in names:
+            unknown.append(entry)
+    return unknown
+
+
 class FilterModule:
     """Instance lifecycle filters."""
 
@@ -298,4 +311,5 @@ class FilterModule:
             'drain_targets': drain_targets,
             'stop_record_path': stop_record_path,
             'stop_records': stop_records,
+            'unknown_instances': unknown_instances,
         }

@@ -20,6 +20,7 @@ from ansible_collections.opsguard.anqicms.plugins.filter.lifecycle import (
     lifecycle_instances,
     stop_record_path,
     stop_records,
+    unknown_instances,
 )
 
 INSTANCE = {'host': 'node2', 'address': '10.0.0.12', 'name': 'www', 'port': 8001, 'directory': '/opt/anqicms/www',
@@ -29,7 +30,7 @@ INSTANCE = {'host': 'node2', 'address': '10.0.0.12', 'name': 'www', 'port': 8001
 
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {'lifecycle_instances', 'lifecycle_instance_problems', 'drain_targets',
-                                             'stop_record_path', 'stop_records'}
+                                             'stop_record_path', 'stop_records', 'unknown_instances'}
 
 
 # ---------------------------------------------------------------- lifecycle_instances
@@ -259,3 +260,23 @@ def test_records_are_not_modified():
     stop_records(slurped, 'node2', ['node1'])
     assert slurped == before
     assert lifecycle.RECORD_DIR == '/var/lib/opsguard/emergency_stop'
+
+
+# ---------------------------------------------------------------- unknown_instances
+
+HOSTVARS = {'node1': {'app_instances': [{'name': 'www', 'port': 8001}, {'name': 'blog', 'port': 8002}]},
+            'node2': {}, 'node3': {'app_instances': 'not a list'}}
+
+
+@pytest.mark.parametrize('entries, hosts, expected', [
+    (['node1:www', 'node1:blog'], ['node1', 'node2'], []),
+    (['node1:shop'], ['node1'], ['node1:shop']),
+    (['node1:www'], ['node2'], ['node1:www']),          # a host outside the target
+    (['node2:www'], ['node2'], ['node2:www']),          # a host without app_instances
+    (['node3:www'], ['node3'], ['node3:www']),          # app_instances that is not a list
+    (['node9:www', 'node1:www', 'node1:'], ['node1', 'node9'], ['node9:www', 'node1:']),
+    ([], ['node1'], []),
+])
+def test_unknown_instances(entries, hosts, expected):
+    hostvars = dict(HOSTVARS, node9={})
+    assert unknown_instances(entries, hosts, hostvars) == expected
