@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import os
 
-from ansible_collections.opsguard.anqicms.plugins.module_utils import procfs
+from ansible_collections.opsguard.anqicms.plugins.module_utils import paths, procfs
 from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_store import BackupError
 
 
 def running_pids(exe: str, proc: str = '/proc') -> list:
     """PIDs whose resolved /proc/PID/exe is ``exe`` (resolved): the instance runs when this is not empty."""
-    return procfs.pids_by_exe(os.path.realpath(exe), proc)
+    return procfs.pids_by_exe(paths.resolve(exe, 'exe', BackupError), proc)
 
 
 def parse_site_mysql(text: str | None, default: dict, site_id: int) -> dict:

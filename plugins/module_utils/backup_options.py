@@ -10,6 +10,7 @@ import os
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_retention import retention_problems
 from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_store import ID_RE, show_value
+from ansible_collections.opsguard.anqicms.plugins.module_utils.paths import resolve, resolve_problem
 from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import MysqlError, defaults_text, login_from_params
 
 MAX_TIMEOUT = 7 * 86400
@@ -37,6 +38,9 @@ def path_problems(option: str, value, absolute: bool = True) -> list:
     if len(raw) >= PATH_MAX or any(len(part) > NAME_MAX for part in raw.split(b'/')):
         return ['%s is longer than a path (%d bytes) or a path component (%d bytes) may be; got %s'
                 % (option, PATH_MAX - 1, NAME_MAX, _shown(value))]
+    problem = resolve_problem(value, option)
+    if problem:
+        return [problem]
     if absolute and not value.startswith('/'):
         return ['%s must be an absolute path (a module runs in a directory of its own choosing); got %s' % (option, _shown(value))]
     return []
@@ -94,12 +98,12 @@ def backup_option_problems(p: dict) -> list:
         problems.append('compare_live=true needs verify=true: the live databases are compared with the verified scratch copies')
     if problems:
         return problems
-    path = os.path.realpath(p['path'])
+    path = resolve(p['path'], 'path')
     if os.path.lexists(path) and not os.path.isdir(path):
         problems.append('path %s is not a directory: give the install directory of the instance' % p['path'])
     if p.get('instance') is None:
         problems += name_problems('instance (the base name of path)', os.path.basename(path))
-    dest = os.path.realpath(p['dest'])
+    dest = resolve(p['dest'], 'dest')
     if os.path.lexists(dest) and not os.path.isdir(dest):
         problems.append('dest %s exists and is not a directory' % p['dest'])
     elif not problems:

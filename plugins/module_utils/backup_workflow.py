@@ -15,6 +15,7 @@ import shutil
 import time
 import uuid
 
+from ansible_collections.opsguard.anqicms.plugins.module_utils import paths
 from ansible_collections.opsguard.anqicms.plugins.module_utils.anqicms_instance import (
     SITES_SQL, connection, discover_sites, read_instance_config, running_pids,
 )
@@ -134,15 +135,15 @@ class Backup(object):
                 raise BackupError('sites %s are not in the websites table of %s (known: %s)'
                                   % (unknown, default['database'], [s['id'] for s in sites]))
             sites = [s for s in sites if s['id'] in p['sites']]
-        instance_dir = os.path.join(os.path.realpath(p['dest']), instance)
+        instance_dir = os.path.join(paths.resolve(p['dest'], 'dest', BackupError), instance)
         for site in sites:
             bad_root = path_problems('root_path', site['root'])
             if bad_root or not os.path.isdir(site['root']):
                 raise BackupError('site %d (%s) has root_path %r, which is not a directory: the site is broken; repair it or '
                                   'leave it out with sites:' % (site['id'], site['name'], site['root'][:200]))
             for item in KEEP_ITEMS:
-                kept = os.path.realpath(os.path.join(site['root'], item))
-                if inside(os.path.realpath(instance_dir), kept):
+                kept = paths.resolve(os.path.join(site['root'], item), 'site %d root_path entry' % site['id'], BackupError)
+                if inside(paths.resolve(instance_dir, 'dest', BackupError), kept):
                     raise BackupError('the backups would go to %s, inside %s, which the backup of site %d archives: '
                                       'choose a dest outside the site roots' % (instance_dir, kept, site['id']))
         return db_version, sites, instance_dir
@@ -151,7 +152,7 @@ class Backup(object):
         p = self.p
         started = now_utc()
         t0 = time.monotonic()
-        path = os.path.realpath(p['path'])
+        path = paths.resolve(p['path'], 'path', BackupError)
         instance = p['instance'] or os.path.basename(path)
         exe = p['exe'] or os.path.join(path, 'anqicms')
         login = {'user': p.get('login_user'), 'password': p.get('login_password'), 'host': p.get('login_host'),
@@ -188,7 +189,7 @@ class Backup(object):
             'db_server': {'version': db_version}, 'verified': bool(p['verify']), 'complete': True,
         }
         artifacts, minfo = self.publish(instance_dir, backup_id, sites, login, manifest,
-                                        lambda: {'exe': os.path.realpath(exe), 'running': running,
+                                        lambda: {'exe': paths.resolve(exe, 'exe', BackupError), 'running': running,
                                                  'version': self.app_version_of(default['server_port'], running)})
         # The age rule is judged at the time the task started, as check mode judges it: both name the same backups.
         retention = apply_retention(instance_dir, instance, p['keep'], p['keep_days'], started, new_id=backup_id)

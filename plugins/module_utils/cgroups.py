@@ -18,6 +18,7 @@ import time
 import typing as t
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils import procfs
+from ansible_collections.opsguard.anqicms.plugins.module_utils.paths import resolve as resolve_path
 from ansible_collections.opsguard.anqicms.plugins.module_utils.procfs import parse_keyed, read_text
 
 MIB = 1024 * 1024
@@ -301,8 +302,8 @@ def effective_limit(root: str, system: dict[str, t.Any], notes: list[str], cgrou
         if error:
             raise ValueError(error)
         start = normalise_cgroup(cgroup_override)
-        real_mount = os.path.realpath(hierarchy['mount'])
-        real_dir = os.path.realpath(cgroup_dir(hierarchy, start))
+        real_mount = resolve_path(hierarchy['mount'], 'the memory cgroup mount')
+        real_dir = resolve_path(cgroup_dir(hierarchy, start), 'cgroup')
         if real_dir != real_mount and not real_dir.startswith(real_mount.rstrip('/') + '/'):
             raise ValueError('cgroup %s resolves to %s, outside the memory hierarchy %s; give a cgroup under it.'
                              % (start, real_dir, hierarchy['mount']))

@@ -20,6 +20,7 @@ import shutil
 import traceback
 import uuid
 
+from ansible_collections.opsguard.anqicms.plugins.module_utils import paths
 from ansible_collections.opsguard.anqicms.plugins.module_utils.anqicms_instance import (
     SITES_SQL, connection, discover_sites, read_instance_config, running_pids,
 )
@@ -223,9 +224,9 @@ class Restore(object):
         """(backup directory, its verified manifest, PIDs running the instance); refuses before touching anything."""
         p = self.p
         if p['backup_path']:
-            directory = os.path.realpath(p['backup_path'])
+            directory = paths.resolve(p['backup_path'], 'backup_path', BackupError)
         elif p['dest']:
-            directory = find_backup(os.path.realpath(p['dest']), instance, p['backup_id'])
+            directory = find_backup(paths.resolve(p['dest'], 'dest', BackupError), instance, p['backup_id'])
         else:
             raise BackupError('set dest (with backup_id) or backup_path to say which backup to restore')
         manifest = verify_backup(directory, checksums=True)
@@ -264,7 +265,7 @@ class Restore(object):
 
     def _run(self, check_mode: bool) -> dict:
         p = self.p
-        path = os.path.realpath(p['path'])
+        path = paths.resolve(p['path'], 'path', BackupError)
         instance = p['instance'] or os.path.basename(path)
         if not instance or instance.startswith('.'):
             raise BackupError('the base name of path %s (%r) is no instance name; set instance:' % (path, instance))

@@ -82,8 +82,12 @@ def read_pidfile(path: str, proc: str = PROC) -> tuple:
         if e.errno == errno.ENOENT:
             return None, None
         if e.errno == errno.ELOOP and os.path.islink(path):
-            raise ProcessError('pidfile %s is a symbolic link (to %s): refused, nothing signalled. Give the path of the '
-                               'pidfile itself.' % (path, os.readlink(path)))
+            try:
+                shown = ' (to %s)' % os.readlink(path)
+            except (IOError, OSError):
+                shown = ''
+            raise ProcessError('pidfile %s is a symbolic link%s: refused, nothing signalled. Give the path of the '
+                               'pidfile itself.' % (path, shown))
         raise ProcessError('cannot read pidfile %s: %s' % (path, e))
     try:
         st = os.fstat(fd)

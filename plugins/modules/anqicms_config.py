@@ -202,6 +202,7 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.anqicms_config im
     render_config,
     secret_values,
 )
+from ansible_collections.opsguard.anqicms.plugins.module_utils import paths
 from ansible_collections.opsguard.anqicms.plugins.module_utils.options import unconvertible_int
 
 
@@ -244,7 +245,10 @@ def check_path(module: AnsibleModule, path: str) -> tuple[str, bool]:
         module.fail_json(msg='cannot look at %s: %s; check the path and its permissions' % (path, to_native(exc)), path=path)
     real = path
     if st is not None and stat.S_ISLNK(st.st_mode):
-        real = os.path.realpath(path)
+        try:
+            real = paths.resolve(path)
+        except paths.UnresolvablePath as exc:
+            module.fail_json(msg='%s is a symbolic link that cannot be followed (%s); it was left untouched' % (path, exc), path=path)
         try:
             st = os.stat(real)
         except OSError as exc:

@@ -330,7 +330,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.opsguard.anqicms.plugins.module_utils.options import new_module
 
 try:
-    from ansible_collections.opsguard.anqicms.plugins.module_utils import bounds, diagnostics, procfs, sockets, stopping, targets, watchdogs
+    from ansible_collections.opsguard.anqicms.plugins.module_utils import bounds, diagnostics, paths, procfs, sockets, stopping, targets, watchdogs
     HAS_PROCESS_UTILS = True
     PROCESS_UTILS_ERROR = None
 except ImportError:  # pragma: no cover - only when the collection is broken
@@ -535,7 +535,7 @@ def validate(params: dict) -> str | None:
             if not os.path.isabs(params['exe']):
                 raise ProcessError('exe must be an absolute path (compared with /proc/PID/exe), got %r' % params['exe'])
             # /proc/PID/exe holds the resolved path: compare with the resolved path (symlinks, "..").
-            params['exe'] = os.path.realpath(params['exe'])
+            params['exe'] = paths.resolve(params['exe'], 'exe', ProcessError)
         diag = params['diagnostics_dir']
         if diag is not None and os.path.lexists(diag) and not os.path.isdir(diag):
             raise ProcessError('diagnostics_dir %s exists and is not a directory' % diag)

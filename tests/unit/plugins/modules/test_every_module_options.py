@@ -78,3 +78,40 @@ def test_a_hostile_value_is_refused_naming_the_option(run_main, tmp_path, name, 
 def test_every_module_is_covered():
     assert {name for name, dummy, dummy2 in CASES} == set(MODULES)
     assert len(CASES) > 60
+
+
+PATH_CASES = [(name, option)
+              for name, module in MODULES.items()
+              for option, spec in sorted(options_of(module).items())
+              if spec.get('type') == 'path']
+
+
+@pytest.mark.parametrize('name, option', PATH_CASES, ids=['%s-%s' % c for c in PATH_CASES])
+def test_a_link_that_cannot_be_followed_is_refused(run_main, tmp_path, monkeypatch, name, option):
+    """A path through a symbolic link the module may not read (``/proc/1/exe`` without ptrace rights: EACCES) is a
+    refusal or a plain answer, never an unexpected error: os.path.realpath raises there."""
+    denied = tmp_path / 'denied'
+    denied.symlink_to(tmp_path / 'elsewhere')
+    real_readlink = os.readlink
+
+    def readlink(path, *args, **kwargs):
+        if os.fspath(path) == str(denied):
+            raise PermissionError(13, 'Permission denied', os.fspath(path))
+        return real_readlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, 'readlink', readlink)
+    before = tree(tmp_path)
+    args = dict(baseline(name, tmp_path), **{option: str(denied)})
+    if name == 'graceful_stop' and option in ('pidfile', 'exe'):
+        args = {option: str(denied)}  # one target at a time
+    result = run_main(MODULES[name].main, args, check=True)
+    assert 'exception' not in result, result['exception']
+    assert 'unexpected error' not in result.get('msg', ''), result['msg']
+    assert 'Traceback' not in result.get('msg', ''), result['msg']
+    assert tree(tmp_path) == before, 'the call changed files'
+    if name != 'memory_facts' and not (name == 'graceful_stop' and option == 'diagnostics_dir'):
+        assert result.get('failed') is True, '%s accepted %s through an unreadable link: %s' % (name, option, result)
+
+
+def test_every_path_option_is_covered():
+    assert {name for name, dummy in PATH_CASES} >= {'graceful_stop', 'anqicms_config', 'backup', 'restore'}
