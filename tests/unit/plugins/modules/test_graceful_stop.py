@@ -18,6 +18,7 @@ import pytest
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils import procfs, sockets
 from ansible_collections.opsguard.anqicms.plugins.modules import graceful_stop
+from ansible_collections.opsguard.anqicms.tests.unit.plugins.module_utils.process_helpers import LISTENER
 from ansible_collections.opsguard.anqicms.tests.utils.module_harness import run_module_main
 
 SLEEP = shutil.which('sleep') or '/bin/sleep'
@@ -51,16 +52,6 @@ def instances(tmp_path, procs):
         wait_exec(proc, exe)
         result.append((exe, proc))
     return result
-
-
-LISTENER = '''
-import socket, time
-s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(16)
-print('READY', s.getsockname()[1], flush=True)
-held = []
-while True:
-    c, a = s.accept(); held.append(c)
-'''
 
 
 @pytest.mark.parametrize('args,expected', [
