@@ -1,6 +1,7 @@
 # opsguard.anqicms — the two commands a newcomer needs:
 #   make demo   the main job on the built-in test fleet
 #   make test   every test layer, in order, failing fast
+#   make test-quick   the same without the scenarios (no test fleet), for iterating
 #   make docs   the collection's HTML documentation in .build/docs/html
 # Both prepare what they need by themselves (hacking/setup.sh) and skip what is already there.
 
@@ -13,14 +14,20 @@ export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.collections
 export PATH := $(VENV)/bin:$(PATH)
 ANSIBLE_TEST := $(ROOT)/hacking/ansible-test.sh
 LAYER = @$(ROOT)/hacking/layer.sh
+# pytest-xdist workers for the scenario layer (1 = one process, in file order); every worker brings up fleets of
+# its own (lab names <OPSGUARD_LAB_NAME>-wN), whole files at a time.
+SCENARIO_WORKERS ?= 1
+SCENARIO_XDIST = $(if $(filter-out 0 1,$(SCENARIO_WORKERS)),-n $(SCENARIO_WORKERS) --dist loadfile)
 export OPSGUARD_LAYER_LOG := $(ROOT)/.build/layers.log
 
-.PHONY: help setup test sanity lint units integration scenarios standin demo demo-down build docs clean
+.PHONY: help setup test test-quick sanity lint units integration scenarios standin demo demo-down build docs clean
 
 help:
 	@echo "make demo       run the main job on the built-in test fleet (root)"
 	@echo "make demo-down  tear the demo fleet down"
 	@echo "make test       sanity -> lint -> units -> integration -> scenarios"
+	@echo "                (SCENARIO_WORKERS=N runs scenario files on N parallel workers; default $(SCENARIO_WORKERS))"
+	@echo "make test-quick sanity -> lint -> units -> integration: the layers without a test fleet, for iterating"
 	@echo "make setup      only prepare .venv, Debian packages and the collection link"
 	@echo "make build      build the collection tarball"
 	@echo "make docs       build the HTML documentation (antsibull-docs + Sphinx) into .build/docs/html"
@@ -28,13 +35,21 @@ help:
 setup:
 	@$(ROOT)/hacking/setup.sh
 
-test: setup
+define QUICK_LAYERS
 	@mkdir -p .build && : > $(OPSGUARD_LAYER_LOG)
 	$(LAYER) sanity      $(MAKE) --no-print-directory sanity
 	$(LAYER) lint        $(MAKE) --no-print-directory lint
 	$(LAYER) units       $(MAKE) --no-print-directory units
 	$(LAYER) integration $(MAKE) --no-print-directory integration
-	$(LAYER) scenarios   $(MAKE) --no-print-directory scenarios
+endef
+
+test: setup
+	$(QUICK_LAYERS)
+	$(LAYER) --note "$(SCENARIO_WORKERS) worker(s)" scenarios $(MAKE) --no-print-directory scenarios
+	@$(ROOT)/hacking/layer.sh --summary
+
+test-quick: setup
+	$(QUICK_LAYERS)
 	@$(ROOT)/hacking/layer.sh --summary
 
 sanity:
@@ -55,7 +70,7 @@ integration:
 	$(ANSIBLE_TEST) integration --local --python $(PYTHON_VERSION) --color no --allow-destructive
 
 scenarios: standin
-	$(VENV)/bin/python -m pytest -p no:cacheprovider -ra tests/standin tests/lab tests/scenarios
+	$(VENV)/bin/python -m pytest -p no:cacheprovider -ra $(SCENARIO_XDIST) tests/standin tests/lab tests/scenarios
 
 standin:
 	@tests/standin/build.sh

@@ -2,15 +2,22 @@
 
 Each host is a set of namespaces (network, PID, mount, UTS, IPC, cgroup) with systemd as
 PID 1, its own cgroup subtree in every hierarchy (memory limit = what the host sees as its
-root limit), overlays on /etc /var /opt /root /srv /home, tmpfs on /run /tmp, a veth on a
-Linux bridge, sshd with a per-lab key for root, MariaDB and nginx as enabled services.
+root limit), tmpfs on /run /tmp, a veth on a Linux bridge, sshd with a per-lab key for root.
+Its files (``image``):
+- ``machine`` (default): overlays on /etc /var /opt /root /srv /home over the machine's own, which
+  shares the machine's /usr and installed packages; MariaDB and nginx are the machine's enabled services.
+- ``fresh``: its own root filesystem, an overlay of a minimal Debian 12 image (tests/lab/image.py)
+  with nothing the roles install; ``provisioned``: the same with the roles' packages installed
+  (MariaDB and nginx enabled). Both install packages only from the lab's local apt repository,
+  served on the bridge address (``apt-mirror`` in /etc/hosts) while the fleet is up.
 
-CLI:  python3 fleet.py [--name NAME] up --hosts N [--memory SIZE] | status | inventory [PATH] | down
+CLI:  python3 fleet.py [--name NAME] up --hosts N [--memory SIZE] [--image KIND] | status | inventory [PATH] | down
       | cut HOST | heal HOST | freeze HOST | thaw HOST | kill HOST
 Library: ``import fleet; f = fleet.up(2, memory="512M"); f.exec("node1", "systemctl is-active mariadb")``.
 
 A lab *name* (``--name``, env ``OPSGUARD_LAB_NAME``, default ``oglab``) selects the state dir,
-bridge, subnet, network namespaces and cgroup subtree, so labs with different names coexist.
+bridge, subnet, network namespaces and cgroup subtree, so labs with different names coexist;
+``derived_name(suffix)`` names a further lab of the same run (``<name>-<suffix>``).
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +46,10 @@ if str(Path(__file__).resolve().parents[2] / ".collections") not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner  # noqa: E402  pylint: disable=wrong-import-position
 
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import image as host_image  # noqa: E402  pylint: disable=wrong-import-position
+
 DEFAULT_NAME = "oglab"
 LAB_ROOT = Path(os.environ.get("OPSGUARD_LAB_ROOT", "/tmp/opsguard-lab"))
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,8 +57,13 @@ OVERLAID = ("etc", "var", "opt", "root", "srv", "home")
 # Units that cannot work or are not wanted in a host: the gettys (no tty in a namespace: they
 # leave the host `degraded`), and the machine's PostgreSQL and exim4 (not part of the stack; exim4
 # alone takes 30 s to start without DNS).
+# apt's daily timers are masked too: an unattended `apt-get update` must not take the dpkg lock during a test. The
+# password agents' path units (no password is ever asked in a host) would each take an inotify instance, which the
+# machine counts for all fleets together: when they run out, those units fail and leave the host `degraded`.
 MASKED_UNITS = ("getty@tty1.service", "console-getty.service", "postgresql.service", "postgresql@15-main.service",
-                "e2scrub_reap.service", "exim4.service")
+                "e2scrub_reap.service", "exim4.service", "apt-daily.timer", "apt-daily-upgrade.timer",
+                "systemd-ask-password-console.path", "systemd-ask-password-wall.path")
+IMAGES = ("machine", "fresh", "provisioned")
 SYSTEMD = "/lib/systemd/systemd"
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_HOSTS = 100
@@ -135,6 +152,17 @@ def lab_name(name: str | None = None) -> str:
         raise LabError(f"lab name {name!r} is invalid: expected 1-20 characters [a-z0-9-] starting with a letter; "
                        "set --name / OPSGUARD_LAB_NAME accordingly")
     return name
+
+
+def derived_name(suffix: str, base: str | None = None) -> str:
+    """The name of a further lab of the same run: ``<base>-<suffix>``, base = lab_name(base) cut to keep 20 characters.
+
+    Scenario modules that bring up a fleet of their own use this, so their lab never replaces the session lab
+    (OPSGUARD_LAB_NAME) nor one of another pytest worker.
+    """
+    if not re.fullmatch(r"[a-z0-9]{1,8}", suffix):
+        raise LabError(f"lab name suffix {suffix!r} is invalid: expected 1-8 characters [a-z0-9]")
+    return lab_name(f"{lab_name(base)[:19 - len(suffix)].rstrip('-')}-{suffix}")
 
 
 def parse_size(size: str | int | None) -> int | None:
@@ -310,7 +338,7 @@ def _lock(names: Names) -> Iterator[None]:
         yield
 
 
-def preflight() -> None:
+def preflight(image: str = "machine") -> None:
     """Stop with a clear message when root or a kernel feature / tool is missing."""
     problems = []
     if os.geteuid() != 0:
@@ -328,9 +356,13 @@ def preflight() -> None:
         problems.append("no cgroup v1 freezer controller is mounted (needed by freeze/thaw): mount it at /sys/fs/cgroup/freezer")
     if not os.access(SYSTEMD, os.X_OK):
         problems.append(f"{SYSTEMD} is missing: `apt-get install systemd`")
-    for tool, package in (("ip", "iproute2"), ("nsenter", "util-linux"), ("unshare", "util-linux"), ("ssh", "openssh-client"),
-                          ("ssh-keygen", "openssh-client"), ("/usr/sbin/sshd", "openssh-server"), ("/usr/sbin/mariadbd", "mariadb-server"),
-                          ("/usr/sbin/nginx", "nginx"), ("/usr/bin/python3", "python3")):
+    tools = [("ip", "iproute2"), ("nsenter", "util-linux"), ("unshare", "util-linux"), ("ssh", "openssh-client"),
+             ("ssh-keygen", "openssh-client"), ("/usr/bin/python3", "python3")]
+    if image == "machine":
+        tools += [("/usr/sbin/sshd", "openssh-server"), ("/usr/sbin/mariadbd", "mariadb-server"), ("/usr/sbin/nginx", "nginx")]
+    else:
+        tools += [("pivot_root", "util-linux"), ("mmdebstrap", "mmdebstrap"), ("apt-ftparchive", "apt-utils")]
+    for tool, package in tools:
         if not shutil.which(tool):
             problems.append(f"{tool} is missing: `apt-get install {package}`")
     if problems:
@@ -374,6 +406,7 @@ class Fleet:
         self.state_dir = Path(state["state_dir"])
         self.hosts: list[Host] = [Host(**h) for h in state["hosts"]]
         self.lab_cgroups: list[str] = state.get("lab_cgroups", [])
+        self.image: str = state.get("image", "machine")
         self.ssh_key = str(self.state_dir / "id_ed25519")
         self.inventory_path = str(self.state_dir / "inventory.yml")
 
@@ -706,6 +739,7 @@ def _teardown(names: Names) -> None:
         time.sleep(0.1)
     # 3. reap launchers started by this very process (else they stay as zombies), then the ssh
     #    connection masters that ansible left for this lab (identified by the lab's control path dir).
+    _stop_mirror(names, state.get("mirror"))
     for pid in _LAUNCHERS.pop(names.name, []):
         _reap(pid)
     _kill_ssh_masters(names)
@@ -736,6 +770,37 @@ def _reap(pid: int) -> None:
         except ChildProcessError:
             return
         time.sleep(0.05)
+
+
+def _stop_mirror(names: Names, record: dict[str, Any] | None) -> None:
+    """End the lab's apt mirror server: the recorded one, and any other whose command line names this lab's state dir."""
+    pids = []
+    if record and _pid_alive(record.get("pid", 0), record.get("start_time")):
+        pids.append(record["pid"])
+    marker = str(names.state_dir) + "/"
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in pids:
+            argv = _read(f"/proc/{entry}/cmdline").split("\0")
+            if "serve" in argv and any(a.endswith("image.py") for a in argv) and any(a.startswith(marker) for a in argv):
+                pids.append(int(entry))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    own, deadline = set(_LAUNCHERS.get(names.name, [])), time.monotonic() + 10
+    for pid in pids:
+        start = _start_time(pid)
+        while start is not None and time.monotonic() < deadline:
+            if pid in own:
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        break
+            if _start_time(pid) != start:
+                break
+            time.sleep(0.05)
+        else:
+            if start is not None and _start_time(pid) == start:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def _kill_ssh_masters(names: Names) -> None:
@@ -796,11 +861,28 @@ def leftovers(name: str | None = None) -> list[str]:
 BOOT_SCRIPT = r"""
 set -eu
 S="$1"
-for d in etc var opt root srv home; do
-  mount -t overlay overlay -o "lowerdir=/$d,upperdir=$S/upper/$d,workdir=$S/work/$d" "/$d"
-done
-mount --bind "$S/policy-rc.d" /usr/sbin/policy-rc.d
+OLD=
+if [ -f "$S/image" ]; then
+  # Its own root filesystem: an overlay of the image (upper/work in the state dir), made / by pivot_root;
+  # the machine's root stays reachable under /mnt until systemd starts, then it is detached.
+  mount -t overlay overlay -o "lowerdir=$(cat "$S/image"),upperdir=$S/upper,workdir=$S/work" "$S/rootfs"
+  cd "$S/rootfs"
+  pivot_root . mnt
+  cd /
+  OLD=/mnt
+  S="/mnt$S"
+else
+  for d in etc var opt root srv home; do
+    mount -t overlay overlay -o "lowerdir=/$d,upperdir=$S/upper/$d,workdir=$S/work/$d" "/$d"
+  done
+  mount --bind "$S/policy-rc.d" /usr/sbin/policy-rc.d
+fi
 cgroup_mounts=$(cat "$S/cgroup-mounts")
+# /proc first: coreutils' `mknod -m` sets the mode through /proc/self/fd.
+mount -t proc -o nosuid,nodev,noexec proc /proc
+for p in /proc/sys /proc/sysrq-trigger; do
+  if [ -e "$p" ]; then mount --bind "$p" "$p"; mount -o remount,bind,ro "$p"; fi
+done
 mount -t tmpfs -o mode=755,nosuid,size=1m tmpfs /dev
 mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5; mknod -m 666 /dev/full c 1 7
 mknod -m 666 /dev/random c 1 8; mknod -m 666 /dev/urandom c 1 9; mknod -m 666 /dev/tty c 5 0
@@ -812,10 +894,6 @@ mount -t mqueue mqueue /dev/mqueue
 ln -s /proc/self/fd /dev/fd; ln -s fd/0 /dev/stdin; ln -s fd/1 /dev/stdout; ln -s fd/2 /dev/stderr
 touch /dev/console
 mount --bind "$S/console" /dev/console
-mount -t proc -o nosuid,nodev,noexec proc /proc
-for p in /proc/sys /proc/sysrq-trigger; do
-  if [ -e "$p" ]; then mount --bind "$p" "$p"; mount -o remount,bind,ro "$p"; fi
-done
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys
 mount -t tmpfs -o mode=755,nosuid,nodev,noexec tmpfs /sys/fs/cgroup
 echo "$cgroup_mounts" | while read -r dir opts; do
@@ -826,36 +904,58 @@ mount -o remount,ro,nosuid,nodev,noexec,mode=755 /sys/fs/cgroup
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 hostname "$2"
+if [ -n "$OLD" ]; then umount -l "$OLD"; fi
 exec env -i container=opsguard-lab "PATH=$3" /lib/systemd/systemd --system
 """
 
 
+def _upper_dir(upper: Path, lower_root: Path, rel: str) -> Path:
+    """Create upper/<rel> and its parents with the mode and owner of the same directories in the lower layer."""
+    path = upper
+    for part in Path(rel).parts:
+        path = path / part
+        if not path.is_dir():
+            path.mkdir()
+            with contextlib.suppress(FileNotFoundError):
+                lower = os.stat(lower_root / path.relative_to(upper))
+                os.chmod(path, lower.st_mode & 0o7777)
+                os.chown(path, lower.st_uid, lower.st_gid)
+    return path
+
+
 def _prepare_host_dir(names: Names, host: str, all_hosts: list[tuple[str, str]], public_key: str,
-                      cgroup_lines: list[str], units: dict[str, str]) -> Path:
+                      cgroup_lines: list[str], units: dict[str, str], image_root: Path | None = None) -> Path:
     hostdir = names.state_dir / host
-    for d in OVERLAID:
-        for layer in ("upper", "work"):
-            path = hostdir / layer / d
-            path.mkdir(parents=True)
-        lower = os.stat(f"/{d}")
-        os.chmod(hostdir / "upper" / d, lower.st_mode & 0o7777)
-        os.chown(hostdir / "upper" / d, lower.st_uid, lower.st_gid)
+    if image_root is None:
+        lower_root = Path("/")
+        for d in OVERLAID:
+            for layer in ("upper", "work"):
+                path = hostdir / layer / d
+                path.mkdir(parents=True)
+            lower = os.stat(f"/{d}")
+            os.chmod(hostdir / "upper" / d, lower.st_mode & 0o7777)
+            os.chown(hostdir / "upper" / d, lower.st_uid, lower.st_gid)
+    else:
+        lower_root = image_root
+        for layer in ("upper", "work", "rootfs"):
+            (hostdir / layer).mkdir(parents=True, mode=0o755)
+        os.chmod(hostdir / "upper", os.stat(image_root).st_mode & 0o7777)
+        for d in ("etc", "root", "var"):
+            _upper_dir(hostdir / "upper", image_root, d)
+        (hostdir / "image").write_text(str(image_root), encoding="utf-8")
     etc = hostdir / "upper" / "etc"
     (etc / "hostname").write_text(f"{host}\n", encoding="ascii")
     (etc / "machine-id").write_text(hashlib.md5(f"{names.name}/{host}/{time.time_ns()}".encode()).hexdigest() + "\n",  # noqa: S324
                                     encoding="ascii")
     (etc / "hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                                + "".join(f"{addr}\t{name}\n" for name, addr in all_hosts)
-                               + f"{names.gateway}\tcontrol\n", encoding="ascii")
+                               + f"{names.gateway}\tcontrol {host_image.MIRROR_HOST}\n", encoding="ascii")
     (etc / "resolv.conf").write_text("# test host: DNS-free, every fleet host is in /etc/hosts\n", encoding="ascii")
     # MariaDB's files are copied into the upper layer here, so the copy-up of ~120 MB is not charged
     # as page cache to the host's memory cgroup when mariadbd first writes them.
-    if os.path.isdir("/var/lib/mysql"):
-        lib = hostdir / "upper" / "var" / "lib"
-        lib.mkdir()
-        lower = os.stat("/var/lib")
-        os.chmod(lib, lower.st_mode & 0o7777)
-        _run(["cp", "-a", "/var/lib/mysql", str(lib)], timeout=120)
+    if (lower_root / "var/lib/mysql").is_dir():
+        lib = _upper_dir(hostdir / "upper", lower_root, "var/lib")
+        _run(["cp", "-a", str(lower_root / "var/lib/mysql"), str(lib)], timeout=120)
     unit_dir = etc / "systemd" / "system"
     unit_dir.mkdir(parents=True)
     for unit in MASKED_UNITS:
@@ -917,22 +1017,32 @@ def _host_pid(launcher: subprocess.Popen, host: str, deadline: float) -> int:
 
 
 def up(hosts: int, memory: str | int | None = None, name: str | None = None, timeout: float = BOOT_TIMEOUT,
-       units: dict[str, str] | None = None) -> Fleet:
+       units: dict[str, str] | None = None, image: str = "machine") -> Fleet:
     """Bring up a fleet of `hosts` hosts (cleaning leftovers of an earlier run of the same name first).
 
     `units` maps extra systemd unit file names to their text; they are installed in every host's
     /etc/systemd/system and enabled in multi-user.target before systemd starts.
+    `image` is the hosts' root filesystem: `machine`, `fresh` or `provisioned` (see the module doc);
+    the images and the local apt repository are built on first use (tests/lab/image.py).
     """
     names = Names(lab_name(name))
     if not 1 <= hosts <= MAX_HOSTS:
         raise LabError(f"lab {names.name!r}: --hosts {hosts} is out of range: use 1..{MAX_HOSTS}")
+    if image not in IMAGES:
+        raise LabError(f"lab {names.name!r}: image {image!r} is unknown: use one of {', '.join(IMAGES)}")
     limit = parse_size(memory)
-    preflight()
+    preflight(image)
+    built: dict[str, Path] | None = None
+    if image != "machine":
+        try:
+            built = host_image.build()
+        except host_image.ImageError as exc:
+            raise LabError(f"lab {names.name!r}: the {image} image is not available: {exc}") from None
     with _lock(names):
         _teardown(names)
         _check_subnet_free(names)
         try:
-            fleet = _bring_up(names, hosts, limit, timeout, units or {})
+            fleet = _bring_up(names, hosts, limit, timeout, units or {}, image, built)
         except BaseException:
             with contextlib.suppress(Exception):
                 _teardown(names)
@@ -949,7 +1059,28 @@ def _check_subnet_free(names: Names) -> None:
                            "choose another lab name (--name / OPSGUARD_LAB_NAME)")
 
 
-def _bring_up(names: Names, count: int, limit: int | None, timeout: float, units: dict[str, str]) -> Fleet:
+def _start_mirror(names: Names, directory: Path, deadline: float) -> dict[str, Any]:
+    """Serve the local apt repository on the bridge address; return its process identity for the state file."""
+    log = names.state_dir / "mirror.log"
+    argv = [sys.executable, str(Path(host_image.__file__).resolve()), "serve", str(directory), names.gateway,
+            str(host_image.MIRROR_PORT), str(log)]
+    with open(log, "ab") as out:
+        server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)  # pylint: disable=consider-using-with
+    _LAUNCHERS.setdefault(names.name, []).append(server.pid)
+    record = {"pid": server.pid, "start_time": _start_time(server.pid), "address": names.gateway,
+              "port": host_image.MIRROR_PORT, "directory": str(directory)}
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise LabError(f"lab {names.name!r}: the apt mirror server exited {server.returncode}: {_read(log)[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection((names.gateway, host_image.MIRROR_PORT), timeout=2):
+            return record
+        time.sleep(0.05)
+    raise LabError(f"lab {names.name!r}: the apt mirror server did not listen on {names.gateway}:{host_image.MIRROR_PORT} "
+                   f"within the boot timeout: {_read(log)[-2000:]}")
+
+
+def _bring_up(names: Names, count: int, limit: int | None, timeout: float, units: dict[str, str],
+              image: str = "machine", built: dict[str, Path] | None = None) -> Fleet:
     started = time.monotonic()
     host_names = [f"node{i}" for i in range(1, count + 1)]
     names.state_dir.mkdir(parents=True)
@@ -961,15 +1092,20 @@ def _bring_up(names: Names, count: int, limit: int | None, timeout: float, units
     all_hosts = [(h, names.address(i)) for i, h in enumerate(host_names, 1)]
     cgroup_lines = [f"{_mount_dir_name(k)} {' '.join(_mount_options(k))}" for k in _own_cgroups()]
     lab_dirs, host_cgroups = _make_cgroups(names, host_names)
+    image_root = built[image] if built is not None and image != "machine" else None
     state: dict[str, Any] = {"name": names.name, "state_dir": str(names.state_dir), "memory": limit,
+                             "image": image, "image_root": str(image_root) if image_root else None,
                              "lab_cgroups": lab_dirs, "hosts": [], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _save(names, state)
     _ip("link", "add", names.bridge, "type", "bridge")
     _ip("addr", "add", f"{names.gateway}/{names.subnet.prefixlen}", "dev", names.bridge)
     _ip("link", "set", names.bridge, "up")
+    if built is not None and image_root is not None:
+        state["mirror"] = _start_mirror(names, built["apt"], started + timeout)
+        _save(names, state)
     launchers = []
     for index, host in enumerate(host_names, 1):
-        hostdir = _prepare_host_dir(names, host, all_hosts, public_key, cgroup_lines, units)
+        hostdir = _prepare_host_dir(names, host, all_hosts, public_key, cgroup_lines, units, image_root)
         netns, veth = names.netns(host), names.veth(index)
         _ip("netns", "add", netns)
         _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
@@ -1002,6 +1138,27 @@ def _bring_up(names: Names, count: int, limit: int | None, timeout: float, units
     fleet.write_inventory()
     _wait_ready(fleet, deadline, timeout)
     return fleet
+
+
+def _inotify_hint() -> str:
+    """A hint when root's inotify instances are (nearly) used up: every host's systemd and logind need some, and the
+    limit (fs.inotify.max_user_instances) counts them machine-wide, for all fleets together."""
+    limit = int(_read("/proc/sys/fs/inotify/max_user_instances", "0") or 0)
+    used = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{entry}").st_uid != 0:
+                continue
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                with contextlib.suppress(OSError):
+                    used += os.readlink(f"/proc/{entry}/fd/{fd}") == "anon_inode:inotify"
+    if limit and used >= limit - 16:
+        return (f"\n\nroot holds {used} inotify instances of fs.inotify.max_user_instances={limit} (shared by every fleet on "
+                "this machine; each host's systemd and logind need about 7): bring fewer hosts up at once, or raise the "
+                "limit, e.g. `sysctl -w fs.inotify.max_user_instances=1024`")
+    return ""
 
 
 def _wait_ready(fleet: Fleet, deadline: float, timeout: float) -> None:
@@ -1045,6 +1202,7 @@ def _wait_ready(fleet: Fleet, deadline: float, timeout: float) -> None:
             errors.setdefault(host.name, "readiness check still running at the deadline")
     if errors:
         details = "\n\n".join(f"{name}: {msg}\n{fleet.diagnostics(name)}" for name, msg in sorted(errors.items()))
+        details += _inotify_hint()
         raise LabError(f"lab {fleet.name!r}: hosts did not come up (boot timeout {timeout:.0f} s, env OPSGUARD_LAB_BOOT_TIMEOUT); "
                        f"the fleet was removed again:\n{details}")
 
@@ -1069,6 +1227,8 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="bring a fleet up (replacing any earlier one of the same name)")
     p_up.add_argument("--hosts", type=int, default=2)
     p_up.add_argument("--memory", help="memory limit per host, e.g. 512M")
+    p_up.add_argument("--image", choices=IMAGES, default="machine",
+                      help="root filesystem of the hosts: the machine's (overlays, default), fresh Debian 12, or provisioned")
     sub.add_parser("status", help="hosts, addresses, state, memory limit/usage")
     p_inv = sub.add_parser("inventory", help="write the Ansible inventory (to PATH, default: print it)")
     p_inv.add_argument("path", nargs="?")
@@ -1078,8 +1238,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            fleet = up(args.hosts, args.memory, name=args.name)
-            print(f"lab {fleet.name}: {len(fleet.hosts)} hosts up; inventory {fleet.inventory_path}; key {fleet.ssh_key}")
+            fleet = up(args.hosts, args.memory, name=args.name, image=args.image)
+            print(f"lab {fleet.name}: {len(fleet.hosts)} {fleet.image} hosts up; inventory {fleet.inventory_path}; key {fleet.ssh_key}")
             return 0
         if args.command == "down":
             down(args.name)
@@ -1089,7 +1249,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lab {lab_name(args.name)!r} is not up (no {_state_file(Names(lab_name(args.name)))})", file=sys.stderr)
             return 1
         if args.command == "status":
-            print(f"lab {fleet.name}  subnet {fleet.names.subnet}  bridge {fleet.names.bridge}  state {fleet.state_dir}")
+            print(f"lab {fleet.name}  subnet {fleet.names.subnet}  bridge {fleet.names.bridge}  state {fleet.state_dir}  image {fleet.image}")
             print(f"{'HOST':8} {'ADDRESS':15} {'PID':>8} {'STATE':12} {'NET':4} {'LIMIT':>10} {'USAGE':>10}")
             for row in fleet.status():
                 print(f"{row['host']:8} {row['address']:15} {row['pid'] or '-':>8} {row['state']:12} {row['network']:4} "

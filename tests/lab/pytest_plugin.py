@@ -10,12 +10,17 @@ Load with ``pytest_plugins = ['pytest_plugin']`` from a top-level conftest, or
   up again (the same Fleet object is updated in place).
 - ``lab_fleet_factory``: ``factory(hosts=2, memory=None)`` brings up an extra fleet (own lab name,
   ``<name>-fN``) that is torn down at the end of the test.
+
+Under pytest-xdist (``-n N``) every worker gets lab names of its own: on import, OPSGUARD_LAB_NAME and
+OPSGUARD_LAB_TEST_NAME become ``<name>-w<N>`` for worker ``gw<N>``, so everything that derives a name from them
+(the session fleet, factory fleets, ``fleet.derived_name``, state dirs, bridges, subnets) is the worker's own.
 """
 from __future__ import annotations
 
 import os
+import re
 import sys
-from typing import Callable, Iterator
+from typing import Callable, Iterator, MutableMapping
 
 import pytest
 
@@ -27,6 +32,25 @@ import fleet  # noqa: E402  pylint: disable=wrong-import-position
 __all__ = ["lab_fleet", "lab_fleet_factory", "lab_fleet_reset"]
 
 SESSION_HOSTS = 3
+# Lab name variables and their defaults (tests/lab/test_lab.py reads OPSGUARD_LAB_TEST_NAME).
+NAME_VARIABLES = (("OPSGUARD_LAB_NAME", fleet.DEFAULT_NAME), ("OPSGUARD_LAB_TEST_NAME", "oglabtest"))
+
+
+def worker_lab_names(environ: MutableMapping[str, str]) -> None:
+    """Under a pytest-xdist worker (PYTEST_XDIST_WORKER=gwN), make the lab name variables the worker's own.
+
+    Applied once per process (OPSGUARD_LAB_WORKER records the worker); outside xdist nothing changes.
+    """
+    worker = environ.get("PYTEST_XDIST_WORKER", "")
+    match = re.fullmatch(r"gw(\d+)", worker)
+    if not match or environ.get("OPSGUARD_LAB_WORKER") == worker:
+        return
+    for variable, default in NAME_VARIABLES:
+        environ[variable] = fleet.derived_name(f"w{match.group(1)}", environ.get(variable) or default)
+    environ["OPSGUARD_LAB_WORKER"] = worker
+
+
+worker_lab_names(os.environ)
 
 
 def _session_memory() -> str | None:
@@ -59,7 +83,7 @@ def lab_fleet_reset(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     running: fleet.Fleet = request.getfixturevalue("lab_fleet")
     if not all(host.alive() for host in running.hosts):
-        replacement = fleet.up(len(running.hosts), running.memory, name=running.name)
+        replacement = fleet.up(len(running.hosts), running.memory, name=running.name, image=running.image)
         running.__dict__.update(replacement.__dict__)
         return
     for host in running.hosts:

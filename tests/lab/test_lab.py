@@ -105,6 +105,32 @@ def test_lab_names_derive_distinct_objects() -> None:
         fleet.parse_size("1M")
 
 
+def test_derived_names_stay_valid_and_distinct() -> None:
+    assert fleet.derived_name("roles", "oglab") == "oglab-roles"
+    cut = fleet.derived_name("failover", "a" * 20)
+    assert cut == "a" * 11 + "-failover" and fleet.lab_name(cut) == cut
+    assert fleet.derived_name("pb", "abcdefghijklmnopq-rs") == "abcdefghijklmnopq-pb"
+    assert fleet.derived_name("w0", "st1") != fleet.derived_name("w1", "st1") != fleet.lab_name("st1")
+    for bad in ("Roles", "", "x" * 9, "a-b"):
+        with pytest.raises(fleet.LabError, match="suffix .* is invalid"):
+            fleet.derived_name(bad, "oglab")
+
+
+def test_xdist_workers_get_lab_names_of_their_own() -> None:
+    import pytest_plugin  # pylint: disable=import-outside-toplevel
+
+    env = {"PYTEST_XDIST_WORKER": "gw1", "OPSGUARD_LAB_NAME": "st1"}
+    pytest_plugin.worker_lab_names(env)
+    pytest_plugin.worker_lab_names(env)  # applied once per process, not once per call
+    assert env["OPSGUARD_LAB_NAME"] == "st1-w1" and env["OPSGUARD_LAB_TEST_NAME"] == "oglabtest-w1"
+    other = {"PYTEST_XDIST_WORKER": "gw0", "OPSGUARD_LAB_NAME": "st1"}
+    pytest_plugin.worker_lab_names(other)
+    assert other["OPSGUARD_LAB_NAME"] == "st1-w0"
+    alone = {"OPSGUARD_LAB_NAME": "st1"}
+    pytest_plugin.worker_lab_names(alone)
+    assert alone == {"OPSGUARD_LAB_NAME": "st1"}, "outside xdist the names must not change"
+
+
 def test_a_host_that_does_not_come_up_fails_with_diagnostics_and_is_removed() -> None:
     name = f"{NAME[:17]}-t"
     broken = "[Unit]\nDescription=always fails\n[Service]\nType=oneshot\nExecStart=/bin/false\n[Install]\nWantedBy=multi-user.target\n"
@@ -115,6 +141,19 @@ def test_a_host_that_does_not_come_up_fails_with_diagnostics_and_is_removed() ->
     assert "node1: systemd state is 'degraded', expected 'running'" in message
     assert "$ systemctl --failed" in message and "oglab-broken.service" in message and "$ journalctl" in message
     assert _system_traces(name) == []
+
+
+def test_a_failed_boot_names_the_inotify_limit_when_it_is_used_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_read = fleet._read  # pylint: disable=protected-access
+
+    def limit(value: str):
+        return lambda path, default="": value if path == "/proc/sys/fs/inotify/max_user_instances" else real_read(path, default)
+
+    monkeypatch.setattr(fleet, "_read", limit("1"))
+    hint = fleet._inotify_hint()  # pylint: disable=protected-access
+    assert "inotify instances of fs.inotify.max_user_instances=1 " in hint and "sysctl -w fs.inotify.max_user_instances=" in hint
+    monkeypatch.setattr(fleet, "_read", limit(str(2 ** 30)))
+    assert fleet._inotify_hint() == ""  # pylint: disable=protected-access
 
 
 def test_factory_fleet_is_separate_and_torn_down(lab_fleet_factory) -> None:
@@ -343,3 +382,90 @@ def test_down_leaves_nothing_behind(lab: fleet.Fleet) -> None:
                    for h in lab.hosts)
     fleet.down(NAME)  # idempotent
     assert fleet.current(NAME) is None
+
+
+# ------------------------------------------------------------------ hosts with their own root filesystem
+
+IMAGE_NAME = fleet.derived_name("img", NAME)
+
+
+@pytest.fixture(scope="module")
+def fresh_lab() -> Iterator[fleet.Fleet]:
+    with running_fleet(1, "512M", IMAGE_NAME, lab=fleet, image="fresh") as running:
+        yield running
+
+
+def test_unknown_image_is_refused_before_anything_is_built() -> None:
+    with pytest.raises(fleet.LabError, match="image 'bullseye' is unknown: use one of machine, fresh, provisioned"):
+        fleet.up(1, name=IMAGE_NAME, image="bullseye")
+    assert _system_traces(IMAGE_NAME) == []
+
+
+def test_images_are_built_once_and_then_come_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = fleet.host_image.build()
+    manifest = fleet.host_image.manifest()
+    assert manifest["key"] == fleet.host_image.key() and built["fresh"].parent.name == manifest["key"]
+    assert set(manifest["recipe"]["roles"]) >= {"mariadb-server", "nginx", "unzip"}
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the cached images were built again")
+
+    monkeypatch.setattr(fleet.host_image, "_build_into", no_build)
+    assert fleet.host_image.build() == built
+    assert fleet.host_image.manifest()["built"] == manifest["built"]
+    packages = (built["apt"] / "Packages").read_text(encoding="utf-8")
+    for package in manifest["recipe"]["roles"] + ["python3-apt", "systemd"]:
+        assert f"\nPackage: {package}\n" in f"\n{packages}", f"{package} is not in the local repository"
+    for kind in ("fresh", "provisioned"):
+        sources = (built[kind] / "etc/apt/sources.list").read_text(encoding="utf-8")
+        assert [line for line in sources.splitlines() if line.startswith("deb")] == \
+            [f"deb [trusted=yes] http://apt-mirror:{fleet.host_image.MIRROR_PORT}/ ./"], kind
+        assert not any((built[kind] / "etc/apt/sources.list.d").iterdir()), kind
+    assert (built["provisioned"] / "usr/sbin/mariadbd").exists() and (built["provisioned"] / "usr/sbin/nginx").exists()
+    assert (built["provisioned"] / "etc/systemd/system/multi-user.target.wants/mariadb.service").exists()
+
+
+def test_a_changed_role_package_list_changes_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = fleet.host_image.key()
+    monkeypatch.setattr(fleet.host_image, "role_packages", lambda: ["nginx", "jq"])
+    assert fleet.host_image.key() != before
+
+
+def test_fresh_host_has_its_own_root_filesystem(fresh_lab: fleet.Fleet) -> None:
+    assert fresh_lab.image == "fresh" and fleet.current(IMAGE_NAME).image == "fresh"
+    assert fresh_lab.exec("node1", "systemctl is-system-running").stdout.strip() == "running"
+    assert fresh_lab.ssh("node1", "cat /proc/1/comm").stdout.strip() == "systemd"
+    assert fresh_lab.exec("node1", "systemctl is-active ssh").stdout.strip() == "active"
+    found = fresh_lab.exec("node1", "ls /usr/sbin/mariadbd /usr/sbin/nginx /usr/bin/unzip 2>&1; "
+                                    "dpkg-query -W -f='${Status}\\n' mariadb-server nginx python3-apt 2>&1", check=False).stdout
+    assert "No such file" in found and "/usr/sbin/nginx" in found and "install ok installed" not in found, found
+    marker = Path("/usr/local/share") / f"opsguard-lab-{IMAGE_NAME}-marker"
+    marker.write_text("machine only\n", encoding="ascii")
+    try:
+        assert fresh_lab.exec("node1", f"test -e {marker}", check=False).returncode == 1, "the host sees the machine's /usr"
+    finally:
+        marker.unlink()
+    fresh_lab.exec("node1", "touch /usr/local/share/host-only")
+    assert not Path("/usr/local/share/host-only").exists(), "a file written in the host leaked into the machine's /usr"
+
+
+def test_fresh_host_installs_a_role_package_from_the_local_mirror_only(fresh_lab: fleet.Fleet) -> None:
+    fresh_lab.exec("node1", "ip route del default")
+    try:
+        assert "default" not in fresh_lab.exec("node1", "ip route").stdout
+        install = fresh_lab.exec("node1", "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q unzip",
+                                 timeout=300)
+        assert f"http://apt-mirror:{fleet.host_image.MIRROR_PORT}" in install.stdout, install.stdout[-2000:]
+        assert "deb.debian.org" not in install.stdout
+        assert fresh_lab.exec("node1", "unzip -v | head -1").stdout.startswith("UnZip")
+    finally:
+        fresh_lab.exec("node1", f"ip route add default via {fresh_lab.names.gateway}")
+
+
+def test_fresh_lab_down_stops_the_mirror_and_leaves_nothing_behind(fresh_lab: fleet.Fleet) -> None:
+    mirror = fleet._read(fresh_lab.state_dir / "state.json")  # pylint: disable=protected-access
+    record = json.loads(mirror)["mirror"]
+    assert fleet._pid_alive(record["pid"], record["start_time"])  # pylint: disable=protected-access
+    fleet.down(IMAGE_NAME)
+    assert not fleet._pid_alive(record["pid"], record["start_time"])  # pylint: disable=protected-access
+    assert _system_traces(IMAGE_NAME) == [] and fleet.leftovers(IMAGE_NAME) == []

@@ -2,14 +2,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fleet playbooks on a 5-host fleet: node1 = MariaDB + nginx (site www, 4 backends), node2..node5 = AnQiCMS www.
 
-In file order, on one fleet (lab name OPSGUARD_LAB_NAME, default ``pb``):
+In file order, on one fleet (lab name ``<OPSGUARD_LAB_NAME>-pb``, default ``oglab-pb``):
 memory_check's exit status follows opsguard_fail_on (bad inputs refused before measuring) -> diagnose reports every host
 -> check mode stops nothing -> two critical hosts with min_healthy
 leaving room for one: exactly one stopped and the report says why not the other -> a rerun changes nothing ->
 recover brings it back -> a host whose network is cut mid-run: the other is stopped and the report shows the cut one.
-Then, on a 1-host self-contained fleet (lab_fleet_factory): emergency_stop backup=true takes a cold backup and
-recover restore=latest brings back a row deleted after the stop; and on another: a cold backup drains, stops, backs
-up, starts and undrains, and restore.yml (check mode first) brings back a row deleted after the backup.
+Then, on a 1-host self-contained fleet deployed once (lab ``<OPSGUARD_LAB_NAME>-pb1``): emergency_stop backup=true
+takes a cold backup and recover restore=latest brings back a row deleted after the stop; then, with the backups of
+that test removed, a cold backup drains, stops, backs up, starts and undrains, and restore.yml (check mode first)
+brings back a row deleted after the backup.
 Every outcome is confirmed from outside the playbook (systemd on the hosts, nginx state, the reports).
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ sys.path.insert(0, str(REPO / 'tests' / 'demo'))
 import topology  # noqa: E402  pylint: disable=wrong-import-position
 
 PLAYBOOKS = REPO / 'playbooks'
-LAB = os.environ.get('OPSGUARD_LAB_NAME', 'pb')
+LAB = fleet.derived_name('pb')
 APPS = ['node2', 'node3', 'node4', 'node5']
 
 
@@ -121,6 +122,16 @@ def release_memory(lab: fleet.Fleet, host: str) -> None:
 @pytest.fixture()
 def tmp(tmp_path: pathlib.Path) -> pathlib.Path:
     return tmp_path
+
+
+@pytest.fixture(scope='module')
+def single_host() -> Iterator[tuple[fleet.Fleet, str]]:
+    """One self-contained host (MariaDB, nginx and AnQiCMS www) with the demo deployed: (fleet, inventory path)."""
+    with running_fleet(1, '1536M', fleet.derived_name('pb1'), lab=fleet) as running:
+        inv = topology.write_inventory(running, local=True)
+        run = playbook(running, inv, 'deploy', {}, tmp=pathlib.Path(running.state_dir))
+        assert run.rc == 0, run.out[-4000:]
+        yield running, inv
 
 
 def test_memory_check_exit_status_follows_fail_on(lab, inventory, tmp):
@@ -285,12 +296,9 @@ def test_network_cut_mid_run(lab, inventory, tmp):
     assert run.rc != 0 and f"Not stopped: {cut[0]}:www (unreachable" in run.out
 
 
-def test_cold_backup_on_stop_and_restore_on_recover(lab_fleet_factory, tmp):
+def test_cold_backup_on_stop_and_restore_on_recover(single_host, tmp):
     """One self-contained host: emergency_stop backup=true, a write lost afterwards, recover restore=latest brings it back."""
-    single = lab_fleet_factory(1, '1536M')
-    inv = topology.write_inventory(single, local=True)
-    run = playbook(single, inv, 'deploy', {}, tmp)
-    assert run.rc == 0, run.out[-4000:]
+    single, inv = single_host
     posted = single.exec('node1', "curl -s -m 10 -H 'Host: www.demo.test' -d 'title=kept&content=before+the+stop' http://127.0.0.1:8001/api/archive")
     ident = json.loads(posted.stdout)['data']['id']
     root = {'opsguard_backup_login_user': 'root', 'opsguard_restore_login_user': 'root'}
@@ -311,13 +319,13 @@ def test_cold_backup_on_stop_and_restore_on_recover(lab_fleet_factory, tmp):
     assert unit_state(single, 'node1')[:2] == ('active', 'enabled')
 
 
-def test_cold_backup_then_restore_playbook(lab_fleet_factory, tmp):
+def test_cold_backup_then_restore_playbook(single_host, tmp):
     """One self-contained host: a cold backup drains, stops, backs up, starts and undrains; after a change, restore.yml
     (check mode first) brings the data back through the same stop and start, and the instance serves again."""
-    single = lab_fleet_factory(1, '1536M')
-    inv = topology.write_inventory(single, local=True)
-    run = playbook(single, inv, 'deploy', {}, tmp)
-    assert run.rc == 0, run.out[-4000:]
+    single, inv = single_host
+    # The host of the previous test: its backups go, the instance must be serving again.
+    single.exec('node1', 'rm -rf /var/backups/anqicms/www')
+    assert unit_state(single, 'node1')[:2] == ('active', 'enabled') and drained(single) == [], 'the previous test left www stopped'
     posted = single.exec('node1', "curl -s -m 10 -H 'Host: www.demo.test' -d 'title=kept&content=before+the+backup' http://127.0.0.1:8001/api/archive")
     ident = int(json.loads(posted.stdout)['data']['id'])
     count_sql = ['mysql', '-N', '-B', '-e', f'SELECT COUNT(*) FROM anqicms_www.archives WHERE id = {ident}']

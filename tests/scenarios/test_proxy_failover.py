@@ -3,7 +3,8 @@
 """A backend host that drops off the network behind the proxy role's nginx (issue 11, item 17).
 
 Demo topology on a 3-host fleet (tests/demo/topology.py): node1 = MariaDB + nginx (site www, backends node2:8001 and
-node3:8001), node2/node3 = AnQiCMS www. In file order, on one fleet (lab name OPSGUARD_LAB_NAME, default ``failover``):
+node3:8001), node2/node3 = AnQiCMS www. In file order, on one fleet (lab name
+``<OPSGUARD_LAB_NAME>-failover``, default ``oglab-failover``):
 
 - the rendered site bounds connect and retry time and never replays a POST that reached a backend;
 - node3 is cut off the network (veth down: packets dropped, nothing refused) for longer than fail_timeout under reads,
@@ -39,7 +40,7 @@ sys.path.insert(0, str(REPO / 'tests' / 'demo'))
 import topology  # noqa: E402  pylint: disable=wrong-import-position
 import traffic  # noqa: E402  pylint: disable=wrong-import-position
 
-LAB = os.environ.get('OPSGUARD_LAB_NAME', 'failover')
+LAB = fleet.derived_name('failover')
 CONF = '/etc/nginx/conf.d/anqicms-www.conf'
 VICTIM, SURVIVOR = 'node3', 'node2'
 CLIENT_TIMEOUT = 30      # seconds; the issue saw hangs past 15 s

@@ -6,7 +6,7 @@ check mode on fresh hosts -> converge -> idempotence (also after AnQiCMS rewrote
 verify from outside (HTTP through nginx, systemd properties, the process environment, MariaDB variables,
 ownership and modes) -> bad inputs (each a clear failure that changes nothing) -> drain / undrain.
 
-The tests run in file order and share one fleet (lab name from OPSGUARD_LAB_NAME, default ``roles``).
+The tests run in file order and share one fleet (lab name ``<OPSGUARD_LAB_NAME>-roles``, default ``oglab-roles``).
 Timings of the first deploy and of a rerun are printed and written to tests/output/roles_timings.json.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = REPO / 'tests' / 'roles' / 'deploy.yml'
 DRAIN = REPO / 'tests' / 'roles' / 'drain.yml'
 TIMINGS = REPO / 'tests' / 'output' / 'roles_timings.json'
-LAB = os.environ.get('OPSGUARD_LAB_NAME', 'roles')
+LAB = fleet.derived_name('roles')
 MEMORY = 1 << 30
 MIB = 1 << 20
 

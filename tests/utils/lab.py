@@ -23,13 +23,14 @@ def _fleet_module() -> Any:
 
 
 @contextlib.contextmanager
-def running_fleet(hosts: int, memory: str | int | None, name: str, lab: Any = None) -> Iterator[Any]:
+def running_fleet(hosts: int, memory: str | int | None, name: str, lab: Any = None, image: str = 'machine') -> Iterator[Any]:
     """Bring up ``hosts`` hosts of ``memory`` each as lab ``name``; tear the lab down afterwards, also after a failure.
 
-    ``lab`` is the fleet module (default: tests/lab/fleet.py).
+    ``lab`` is the fleet module (default: tests/lab/fleet.py); ``image`` the hosts' root filesystem
+    (``machine``, ``fresh`` or ``provisioned``).
     """
     lab = lab or _fleet_module()
-    running = lab.up(hosts, memory, name=name)
+    running = lab.up(hosts, memory, name=name, image=image)
     try:
         yield running
     finally:

@@ -175,8 +175,8 @@ class _FakeFleetModule:
     def __init__(self):
         self.calls = []
 
-    def up(self, hosts, memory, name):
-        self.calls.append(('up', hosts, memory, name))
+    def up(self, hosts, memory, name, image):
+        self.calls.append(('up', hosts, memory, name, image))
         return 'fleet %s' % name
 
     def down(self, name):
@@ -187,7 +187,7 @@ def test_running_fleet_is_torn_down_after_the_block():
     fake = _FakeFleetModule()
     with lab.running_fleet(2, '512M', 'utl', lab=fake) as running:
         assert running == 'fleet utl'
-        assert fake.calls == [('up', 2, '512M', 'utl')]
+        assert fake.calls == [('up', 2, '512M', 'utl', 'machine')]
     assert fake.calls[-1] == ('down', 'utl')
 
 
@@ -196,4 +196,10 @@ def test_running_fleet_is_torn_down_after_a_failure():
     with pytest.raises(RuntimeError, match='test failed'):
         with lab.running_fleet(1, None, 'utl', lab=fake):
             raise RuntimeError('test failed')
-    assert fake.calls == [('up', 1, None, 'utl'), ('down', 'utl')]
+    assert fake.calls == [('up', 1, None, 'utl', 'machine'), ('down', 'utl')]
+
+
+def test_running_fleet_passes_the_image_on():
+    fake = _FakeFleetModule()
+    with lab.running_fleet(2, None, 'utl', lab=fake, image='fresh'):
+        assert fake.calls == [('up', 2, None, 'utl', 'fresh')]
