@@ -59,6 +59,7 @@ sanity:
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/roles tests/docs tests/playbooks
 	$(ROOT)/hacking/check-package.sh
 	$(ROOT)/hacking/check-ee.sh
+	$(ROOT)/hacking/promtool.sh --sanity
 
 lint:
 	$(VENV)/bin/ansible-lint --profile production --offline --nocolor

@@ -15,11 +15,14 @@ import math
 import os
 import re
 import time
-import typing as t
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils import procfs
 from ansible_collections.opsguard.anqicms.plugins.module_utils.paths import resolve as resolve_path
 from ansible_collections.opsguard.anqicms.plugins.module_utils.procfs import parse_keyed, read_text
+
+TYPE_CHECKING = False  # typing only for type checkers: a watcher run every few seconds pays for every import
+if TYPE_CHECKING:  # pragma: no cover
+    import typing as t
 
 MIB = 1024 * 1024
 # cgroup v1 reports "no limit" as PAGE_COUNTER_MAX pages (0x7ffffffffffff000 on 4 KiB pages).
@@ -232,6 +235,12 @@ def cgroup_dir(hierarchy: dict[str, t.Any], rel: str) -> str:
     return os.path.join(hierarchy['mount'], rel.strip('/')) if rel.strip('/') else hierarchy['mount']
 
 
+def read_max(hierarchy: dict[str, t.Any], rel: str) -> int | None:
+    """The hard memory limit of one cgroup (v1 memory.limit_in_bytes, v2 memory.max); ``None`` when unlimited or unreadable."""
+    name = 'memory.limit_in_bytes' if hierarchy['version'] == 1 else 'memory.max'
+    return int_or_none(read_text(os.path.join(cgroup_dir(hierarchy, rel), name), quiet_missing=True))
+
+
 def read_cgroup(hierarchy: dict[str, t.Any], rel: str, notes: list[str] | None = None) -> dict[str, t.Any] | None:
     """Limit, usage and OOM counters of one cgroup directory (v1 or v2); ``None`` if it does not exist."""
     base = cgroup_dir(hierarchy, rel)
@@ -412,6 +421,8 @@ def parse_kmsg(text: str, boot: float | None) -> list[dict[str, t.Any]]:
     kills: list[dict[str, t.Any]] = []
     constraints: dict[int, dict[str, str | None]] = {}
     for line in text.splitlines():
+        if _OOMKILL_PREFIX not in line and 'Killed process' not in line:
+            continue  # both patterns below need one of these literals: skip the other records cheaply
         usec = None
         head, sep, message = line.partition(';')
         fields = head.split(',')

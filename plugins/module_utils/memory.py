@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import time
-import typing as t
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils import procfs
 from ansible_collections.opsguard.anqicms.plugins.module_utils.cgroups import (
@@ -21,6 +20,10 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.cgroups import (
 )
 from ansible_collections.opsguard.anqicms.plugins.module_utils.procfs import parse_keyed, read_text
 from ansible_collections.opsguard.anqicms.plugins.module_utils.services import add_details, compile_matchers, compute_trend, group_services, top_processes
+
+TYPE_CHECKING = False  # typing only for type checkers: a watcher run every few seconds pays for every import
+if TYPE_CHECKING:  # pragma: no cover
+    import typing as t
 
 # Bounds of the options (checked before any work; see check_thresholds, check_options, services.compile_matchers).
 SAMPLE_SECONDS_MAX = 3600

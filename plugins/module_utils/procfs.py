@@ -43,8 +43,7 @@ def read(path: str) -> str:
 def read_text(path: str, notes: list | None = None, quiet_missing: bool = False) -> str | None:
     """The text of ``path`` or ``None``; a failure other than absence (and absence unless quiet) adds a note."""
     try:
-        with open(path, 'r', encoding='utf-8', errors='replace') as handle:
-            return handle.read()
+        return _read_raw(path, 'replace')
     except FileNotFoundError:
         if notes is not None and not quiet_missing:
             notes.append('%s does not exist.' % path)
@@ -133,6 +132,7 @@ def parse_stat(text: str) -> dict:
         'num_threads': int(rest[17]),
         'start_ticks': int(rest[19]),
         'rss_pages': int(rest[21]) if len(rest) > 21 else 0,
+        'flags': int(rest[6]),
     }
 
 
@@ -241,28 +241,74 @@ def systemd_unit_of(pid: int, proc: str = PROC) -> str | None:
 # ---------------------------------------------------------------- rows for memory accounting
 
 
+# PF_KTHREAD in the flags field of /proc/PID/stat: a kernel thread (no memory, no executable).
+PF_KTHREAD = 0x00200000
+
+
+def _read_raw(path: str, errors: str = 'surrogateescape') -> str:
+    """The whole (small) kernel file as text with one open, read and close (no buffered file object)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, 4096)
+        if len(data) == 4096:
+            chunks = [data]
+            while True:
+                more = os.read(fd, 65536)
+                if not more:
+                    break
+                chunks.append(more)
+            data = b''.join(chunks)
+    finally:
+        os.close(fd)
+    return data.decode('utf-8', errors)
+
+
 def process_rows(proc: str = PROC, cmdline: bool = True, exclude: tuple = ()) -> list:
     """One row per user-space process: pid, ppid, name, exe (`` (deleted)`` stripped), cmdline (joined), rss, cgroups.
 
     Kernel threads, zombies and processes that vanish while being read are left out; an executable that cannot be
     read (another user's process, without root) is ``''``. ``cmdline=False`` skips reading the arguments except for
     names truncated by the kernel.
+
+    This runs every few seconds on hosts with thousands of processes, so it reads as little as it can per process:
+    ``stat`` (name, parent, state; kernel threads are recognised by its flags and skipped before any other read),
+    ``statm``, the ``exe`` link and ``cgroup`` (parsed once per distinct text: most processes share a few cgroups),
+    each with a bare open/read/close.
     """
     rows = []
+    parsed_cgroups: dict = {}
+    prefix = proc.rstrip('/') + '/'
     for pid in pids(proc):
         if pid in exclude:
             continue
-        stat = read_stat(pid, proc)
-        if stat is None or stat['state'] in ('Z', 'X', 'x'):
+        base = '%s%d/' % (prefix, pid)
+        try:
+            stat = parse_stat(_read_raw(base + 'stat'))
+        except (IOError, OSError, ValueError):
             continue
-        exe = strip_deleted(read_exe(pid, proc))
-        rss = rss_bytes(pid, proc)
+        if stat['state'] in ('Z', 'X', 'x') or stat['flags'] & PF_KTHREAD:
+            continue
+        try:
+            exe = strip_deleted(os.readlink(base + 'exe'))
+        except (IOError, OSError):
+            exe = ''
+        try:  # statm, not stat: recent kernels give stat's RSS from per-CPU counters (off by a few pages)
+            rss = int(_read_raw(base + 'statm').split()[1]) * PAGE_SIZE
+        except (IOError, OSError, IndexError, ValueError):
+            rss = 0
         if not exe and not rss:
             continue  # kernel thread or vanished
         args = read_cmdline(pid, proc) if cmdline or len(stat['comm']) >= COMM_MAX else []
+        try:
+            text = _read_raw(base + 'cgroup')
+        except (IOError, OSError):
+            text = ''
+        paths = parsed_cgroups.get(text)
+        if paths is None:
+            paths = parsed_cgroups[text] = parse_proc_cgroup(text)
         rows.append({
             'pid': pid, 'ppid': stat['ppid'], 'name': display_name(stat['comm'], args), 'exe': exe,
-            'cmdline': ' '.join(args) if cmdline else '', 'rss': rss, 'cgroups': read_cgroups(pid, proc),
+            'cmdline': ' '.join(args) if cmdline else '', 'rss': rss, 'cgroups': dict(paths),
         })
     return rows
 

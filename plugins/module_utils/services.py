@@ -9,10 +9,13 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import typing as t
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils import cgroups, procfs
 from ansible_collections.opsguard.anqicms.plugins.module_utils.cgroups import MIB, percent_of
+
+TYPE_CHECKING = False  # typing only for type checkers: a watcher run every few seconds pays for every import
+if TYPE_CHECKING:  # pragma: no cover
+    import typing as t
 
 LEAK_MIN_BYTES = 2 * MIB
 MATCHERS_MAX = 100
@@ -46,11 +49,26 @@ def add_details(root: str, procs: list[dict[str, t.Any]], pids: set[int]) -> Non
 
 # ---------------------------------------------------------------- matchers and services
 
-def _glob_re(patterns: list[str] | None) -> t.Pattern[str] | None:
-    """One compiled expression for a list of shell-style patterns."""
+class GlobSet:
+    """Shell-style patterns matched as ``fnmatch.fnmatchcase`` would: literal ones by set lookup, the others by one
+    compiled expression (compiling costs more than a whole pass would save when a watcher starts afresh every run)."""
+
+    __slots__ = ('literals', 'pattern')
+
+    def __init__(self, patterns: list[str]) -> None:
+        wild = [p for p in patterns if any(c in p for c in '*?[')]
+        self.literals = frozenset(p for p in patterns if p not in wild)
+        self.pattern = re.compile('|'.join('(?:%s)' % fnmatch.translate(p) for p in wild)) if wild else None
+
+    def match(self, value: str) -> bool:
+        return value in self.literals or (self.pattern is not None and self.pattern.match(value) is not None)
+
+
+def _glob_re(patterns: list[str] | None) -> GlobSet | None:
+    """The matcher of a list of shell-style patterns."""
     if not patterns:
         return None
-    return re.compile('|'.join('(?:%s)' % fnmatch.translate(p) for p in patterns))
+    return GlobSet(patterns)
 
 
 def compile_matchers(user: list[dict[str, t.Any]] | None, defaults: bool = True) -> list[dict[str, t.Any]]:
@@ -99,9 +117,16 @@ def compile_matchers(user: list[dict[str, t.Any]] | None, defaults: bool = True)
     return result
 
 
+def _unit(proc: dict[str, t.Any]) -> str | None:
+    """The systemd unit of a process row, computed once per row (rows are matched and grouped several times)."""
+    if '_unit' not in proc:
+        proc['_unit'] = procfs.unit_of(proc.get('cgroups') or {})
+    return proc['_unit']
+
+
 def match_process(proc: dict[str, t.Any], matchers: list[dict[str, t.Any]]) -> dict[str, t.Any] | None:
     """The first matcher any criterion of which matches the process."""
-    unit = procfs.unit_of(proc.get('cgroups') or {}) or ''
+    unit = _unit(proc) or ''
     for matcher in matchers:
         for field, value in (('_exe_re', proc['exe']), ('_process_name_re', proc['name']), ('_unit_re', unit)):
             pattern = matcher.get(field)
@@ -128,9 +153,14 @@ def group_services(procs: list[dict[str, t.Any]], matchers: list[dict[str, t.Any
     by_pid = {p['pid']: p for p in procs}
     keys: dict[int, tuple[str, ...]] = {}
     meta: dict[tuple[str, ...], dict[str, t.Any]] = {}
+    memo: dict[tuple[t.Any, ...], dict[str, t.Any] | None] = {}
     for proc in procs:
         if '_matcher' not in proc:
-            proc['_matcher'] = match_process(proc, matchers)
+            # match_process depends on these fields only; most processes share them with others (workers, sleepers)
+            key = (proc['exe'], proc['name'], _unit(proc), proc.get('cmdline'))
+            if key not in memo:
+                memo[key] = match_process(proc, matchers)
+            proc['_matcher'] = memo[key]
         matcher = proc['_matcher']
         if matcher is None:
             continue
@@ -150,7 +180,7 @@ def group_services(procs: list[dict[str, t.Any]], matchers: list[dict[str, t.Any
     for proc in procs:
         key = keys.get(proc['pid'])
         if key is None:
-            unit = procfs.unit_of(proc.get('cgroups') or {})
+            unit = _unit(proc)
             label = unit if unit and unit.endswith('.service') else (proc['name'] or 'pid %d' % proc['pid'])
             key = ('other', label)
             meta.setdefault(key, {'matcher': {'name': label, 'kind': 'other', 'per_executable': False}, 'exe': proc['exe']})
@@ -160,7 +190,7 @@ def group_services(procs: list[dict[str, t.Any]], matchers: list[dict[str, t.Any
     for key, members in groups.items():
         matcher = meta[key]['matcher']
         exe = meta[key]['exe']
-        units = [procfs.unit_of(p.get('cgroups') or {}) for p in members]
+        units = [_unit(p) for p in members]
         unit = max(set(units), key=units.count) if units else None
         name = matcher['name']
         if matcher['per_executable'] and exe:
@@ -194,18 +224,23 @@ def own_cgroup(hierarchy: dict[str, t.Any], cgroup: dict[str, t.Any] | None, mem
         return None
     start = max(set(paths), key=paths.count)
     stop = set(cgroups.cgroup_ancestors((cgroup or {}).get('scope_path') or '/'))
-    best = None
+    # Only the limit file of each ancestor is read to find the tightest; the whole cgroup only for that one.
+    best_rel, best_max = None, None
     for rel in cgroups.cgroup_ancestors(start):
         if rel in stop:
             break
-        if rel not in cache:
-            cache[rel] = cgroups.read_cgroup(hierarchy, rel)
-        info = cache[rel]
-        if info is None or info['max_bytes'] is None:
-            continue
-        if best is None or info['max_bytes'] < best['max_bytes']:
-            best = info
-    if best is None:
+        key = 'max:' + rel
+        if key not in cache:
+            cache[key] = {'max_bytes': cgroups.read_max(hierarchy, rel)}
+        limit = (cache[key] or {}).get('max_bytes')
+        if limit is not None and (best_max is None or limit < best_max):
+            best_rel, best_max = rel, limit
+    if best_rel is None:
+        return None
+    if best_rel not in cache:
+        cache[best_rel] = cgroups.read_cgroup(hierarchy, best_rel)
+    best = cache[best_rel]
+    if best is None or best['max_bytes'] is None:
         return None
     used = best['working_set_bytes'] if best['working_set_bytes'] is not None else best['usage_bytes']
     return {
@@ -213,6 +248,7 @@ def own_cgroup(hierarchy: dict[str, t.Any], cgroup: dict[str, t.Any] | None, mem
         'usage_bytes': best['usage_bytes'], 'working_set_bytes': best['working_set_bytes'],
         'share': percent_of(used, best['max_bytes']),
         'oom_kills': (best.get('events') or {}).get('oom_kill'),
+        'events': best.get('events'),
     }
 
 

@@ -21,7 +21,10 @@ description:
     that limit too, so an instance at 95 % of its own limit is reported on a host with plenty of free RAM.
   - With O(sample_seconds) above 0 the module samples the services' RSS several times and reports growth per
     minute and C(leak_suspected).
-  - Read-only. Returns its facts only as C(ansible_facts.opsguard_memory) (use C(opsguard_memory) after the task, or the
+  - With O(textfile) it also writes the same measurements as Prometheus metrics for node_exporter's textfile collector,
+    and keeps a small trend state so that a single pass reports each service's growth and the seconds left until its
+    limit (see O(textfile) and O(state_file)); the metric names are listed in C(docs/alerts.md) of the collection.
+  - Without O(textfile) it is read-only. Returns its facts only as C(ansible_facts.opsguard_memory) (use C(opsguard_memory) after the task, or the
     registered result's C(ansible_facts.opsguard_memory)); the keys are documented there.
   - The module's own process is not counted in RV(ansible_facts.opsguard_memory.services) and
     RV(ansible_facts.opsguard_memory.top).
@@ -48,12 +51,14 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: The module never changes anything; check mode gathers the same facts.
+    details: Check mode gathers the same facts; with O(textfile) it renders the metrics but writes no file.
   diff_mode:
     support: none
   idempotent:
-    support: full
-    details: Read-only; it never reports a change.
+    support: partial
+    details:
+      - Without O(textfile) the module is read-only and never reports a change.
+      - With O(textfile) every run writes fresh measurements (and the trend state) and reports a change.
   facts:
     support: full
   platform:
@@ -180,6 +185,38 @@ options:
       per_executable:
         description: One service per resolved executable (per install directory). Defaults to true for kind C(anqicms).
         type: bool
+  textfile:
+    description:
+      - Also write the measurements to this file in the Prometheus text exposition format, for node_exporter's textfile
+        collector (C(--collector.textfile.directory)). Written atomically (a temporary file in the same directory,
+        fsync, rename), mode C(0644), HELP and TYPE for every metric, no C(host) label (node_exporter adds the instance).
+      - "Metrics: C(opsguard_memory_limit_bytes{source}), C(opsguard_memory_available_bytes), C(opsguard_memory_available_ratio),
+        C(opsguard_memory_verdict{state}) (1 for the current state), C(opsguard_pressure_some_avg10), C(opsguard_pressure_full_avg10)
+        (percent, only when the kernel has PSI), C(opsguard_oom_kills_total) (the limiting cgroup's counter, else the host's),
+        C(opsguard_service_memory_bytes{service,kind,unit}) (RSS), C(opsguard_service_limit_bytes{service,unit}),
+        C(opsguard_service_limit_ratio{service}), C(opsguard_service_growth_bytes_per_second{service}),
+        C(opsguard_service_seconds_to_limit{service}) (only while growing), C(opsguard_service_memory_events_total{service,unit,event})
+        (C(high), C(max), C(oom_kill) of the service's limiting cgroup where the kernel has them; cgroup v1 C(failcnt) is C(max)),
+        C(opsguard_collector_duration_seconds) and C(opsguard_collector_last_success_timestamp_seconds)."
+      - Services exported are the named ones (AnQiCMS instances, databases, caches, nginx, PHP-FPM, O(matchers)) and any
+        other service with its own cgroup limit; label values are escaped as the format requires (they come from process
+        names and units).
+      - "Growth and ETA: each run compares a service's RSS with the sample the previous run left in O(state_file). The rate
+        is an exponentially weighted moving average with a 60 s time constant (at a 10 s interval one sample moves it by
+        15 %), so a garbage-collector sawtooth or a spike does not look like a leak. A gap of more than 900 s, a clock that
+        went back, or RSS falling below half (a restart) starts the service afresh (no rate on that run). A service is
+        growing when the rate is at least O(leak_mib_per_minute); only then is C(opsguard_service_seconds_to_limit) written:
+        headroom (its own limit minus its cgroup's working set, or the available memory of the effective limit) divided by the rate."
+      - An absolute path whose directory exists and whose file name ends in C(.prom); checked before anything is read.
+    type: path
+  state_file:
+    description:
+      - Where the trend state (the previous sample per service, a small JSON file) is kept between runs.
+      - Defaults to the O(textfile) path with C(.prom) replaced by C(.state.json). Only used with O(textfile).
+      - Read back as untrusted input; a file larger than 1 MiB, not JSON, or not of the expected shape is ignored
+        (with a note) and replaced.
+      - An absolute path in an existing directory, not ending in C(.prom).
+    type: path
   default_matchers:
     description: Append the built-in matchers (anqicms, MariaDB/MySQL, Redis, Memcached, nginx, PHP-FPM) after O(matchers).
     type: bool
@@ -218,6 +255,12 @@ EXAMPLES = r'''
         exe: ['/srv/shop/anqicms']
     available_warning: 30
     available_critical: 20
+
+- name: Write Prometheus metrics for node_exporter's textfile collector (growth and ETA from the previous run)
+  opsguard.anqicms.memory_facts:
+    textfile: /var/lib/prometheus/node-exporter/opsguard.prom
+    detailed: false
+    kernel_messages: false
 '''
 
 RETURN = r'''
@@ -313,6 +356,12 @@ ansible_facts:
               type: dict
             growth_bytes_per_minute: {description: "With sampling only.", type: int}
             leak_suspected: {description: "With sampling only.", type: bool}
+            growth_bytes_per_second:
+              description: "With O(textfile) only: smoothed growth since the previous run (null on a service's first run or when not exported)."
+              type: float
+            seconds_to_limit:
+              description: "With O(textfile) only: seconds until the service reaches its limit at that rate; null unless it grows."
+              type: float
         outside_limit:
           description:
             - Named services (a matcher's, or of a known kind) whose processes are outside C(counted_cgroup), so not charged to
@@ -371,12 +420,21 @@ ansible_facts:
           description: The thresholds used.
           returned: success
           type: dict
+        textfile:
+          description:
+            - With O(textfile) only. C(path), C(state_file), C(written) (false in check mode), C(series) (number of samples)
+              and C(bytes) of the metrics file. Every service then also has C(growth_bytes_per_second) and
+              C(seconds_to_limit) (null on its first run, or when it is not growing or not exported).
+          returned: when O(textfile) is given
+          type: dict
+          sample: {path: /var/lib/prometheus/node-exporter/opsguard.prom, state_file: /var/lib/prometheus/node-exporter/opsguard.state.json,
+                   written: true, series: 18, bytes: 2345}
 '''
 
 
 import os
 
-from ansible_collections.opsguard.anqicms.plugins.module_utils import cgroups, memory, services
+from ansible_collections.opsguard.anqicms.plugins.module_utils import cgroups, memory, metrics, services
 from ansible_collections.opsguard.anqicms.plugins.module_utils.options import new_module
 
 THRESHOLD_OPTIONS = ('available_warning', 'available_critical', 'service_limit_warning', 'service_limit_critical',
@@ -394,6 +452,8 @@ def argument_spec() -> dict:
         kernel_messages={'type': 'bool', 'default': True},
         cgroup={'type': 'str'},
         default_matchers={'type': 'bool', 'default': True},
+        textfile={'type': 'path'},
+        state_file={'type': 'path'},
         matchers={'type': 'list', 'elements': 'dict', 'default': [], 'options': {
             'name': {'type': 'str', 'required': True},
             'kind': {'type': 'str', 'default': 'other', 'choices': list(services.KINDS)},
@@ -423,15 +483,28 @@ def main() -> None:
     except ValueError as exc:
         errors.append(str(exc))
         matchers = []
+    errors.extend(metrics.check_paths(params['textfile'], params['state_file']))
     if errors:
         module.fail_json(msg='memory_facts on %s: invalid options: %s' % (host, ' '.join(errors)))
+
+    def gather() -> dict:
+        return memory.gather(thresholds, matchers=matchers, top=params['top'], detailed=params['detailed'],
+                             sample_seconds=params['sample_seconds'], samples=params['samples'],
+                             cgroup_path=params['cgroup'], kernel_messages=params['kernel_messages'])
+
     try:
-        facts = memory.gather(thresholds, matchers=matchers, top=params['top'], detailed=params['detailed'],
-                              sample_seconds=params['sample_seconds'], samples=params['samples'],
-                              cgroup_path=params['cgroup'], kernel_messages=params['kernel_messages'])
+        if params['textfile']:
+            facts = metrics.collect(gather, params['textfile'], params['state_file'],
+                                    floor_bytes_per_second=thresholds['leak_mib_per_minute'] * metrics.MIB / 60.0,
+                                    write=not module.check_mode)
+        else:
+            facts = gather()
     except ValueError as exc:
         module.fail_json(msg='memory_facts on %s: %s' % (host, exc))
-    module.exit_json(changed=False, ansible_facts={'opsguard_memory': facts})
+    except OSError as exc:
+        module.fail_json(msg='memory_facts on %s: cannot write the metrics (textfile=%s): %s; check that the directory is '
+                             'writable by this user.' % (host, params['textfile'], exc))
+    module.exit_json(changed=bool(params['textfile']) and not module.check_mode, ansible_facts={'opsguard_memory': facts})
 
 
 if __name__ == '__main__':

@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import typing as t
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils import cgroups, memory
 from ansible_collections.opsguard.anqicms.plugins.module_utils import services as svc
@@ -136,3 +138,11 @@ def test_slow_growth_under_the_threshold_is_not_a_leak() -> None:
 def test_hostile_matchers_are_refused_with_the_fix(matchers: list[t.Any], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace('(', '.')):
         svc.compile_matchers(matchers)
+
+
+@settings(max_examples=300, deadline=None)
+@given(patterns=st.lists(st.one_of(st.text(alphabet='ab*?[]!-/.', max_size=6), st.sampled_from(['*/anqicms', 'php*-fpm.service', 'nginx'])),
+                         min_size=1, max_size=4),
+       value=st.one_of(st.text(alphabet='ab*?[]!-/.', max_size=6), st.sampled_from(['/opt/a/anqicms', 'php8.2-fpm.service', 'nginx'])))
+def test_glob_sets_match_exactly_like_fnmatchcase(patterns: list[str], value: str) -> None:
+    assert svc.GlobSet(patterns).match(value) == any(fnmatch.fnmatchcase(value, p) for p in patterns)

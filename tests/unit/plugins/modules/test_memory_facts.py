@@ -125,5 +125,6 @@ def test_argument_spec_matches_the_documentation() -> None:
     assert set(returned) == {'ansible_facts'}
     documented = returned['ansible_facts']['contains']['opsguard_memory']['contains']
     result_keys = {'system', 'limit', 'cgroup', 'pressure', 'pressure_note', 'oom', 'services', 'top', 'trend',
-                   'verdict', 'reasons', 'culprit', 'notes', 'process_count', 'thresholds', 'counted_cgroup', 'outside_limit'}
+                   'verdict', 'reasons', 'culprit', 'notes', 'process_count', 'thresholds', 'counted_cgroup', 'outside_limit',
+                   'textfile'}
     assert result_keys == set(documented)
