@@ -23,7 +23,11 @@ options:
     type: str
   login_host:
     description:
-      - Database host instead of the configured one.
+      - Database host instead of the configured one, for every connection of the task (for a restore, the
+        staging databases, the load of each dump, the table swap and the clean-up). The client connects over TCP.
+      - Mutually exclusive with O(login_unix_socket). With O(login_user), the account needs its rights from this
+        host; a dedicated account's grants are in the C(A database on another host) section of the fleet playbooks
+        guide (C(docs/playbooks.md)) and the database role's C(database_restore_account) creates it.
     type: str
   login_port:
     description:

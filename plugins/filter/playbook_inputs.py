@@ -9,6 +9,7 @@ Documentation: playbook_input_problems.yml and playbook_inputs.yml next to this 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -19,7 +20,8 @@ from ansible.errors import AnsibleFilterError
 
 MAX_DEFAULT = 2 ** 31 - 1
 OMIT_PREFIX = '__omit_place_holder__'
-TYPES = ('int', 'float', 'bool', 'str', 'list', 'dict', 'path', 'count_or_percent', 'host_instance_list', 'backup_id')
+TYPES = ('int', 'float', 'bool', 'str', 'list', 'dict', 'path', 'count_or_percent', 'host_instance_list', 'backup_id',
+         'host')
 RULE_KEYS = frozenset(('type', 'min', 'max', 'choices', 'default', 'required', 'allow_empty', 'absolute', 'secret',
                        'renamed_from', 'description'))
 TRUE_WORDS = frozenset(('true', 'yes', 'on', 'y', '1'))
@@ -29,6 +31,7 @@ FLOAT_RE = re.compile(r'^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+
 PERCENT_RE = re.compile(r'^([0-9]{1,3})%$')
 INSTANCE_NAME_RE = re.compile(r'^[a-z0-9_-]{1,64}$')
 BACKUP_ID_RE = re.compile(r'^[0-9]{8}T[0-9]{6}(?:[0-9]{6})?Z$')
+HOST_LABEL_RE = re.compile(r'^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$')
 
 
 class InputProblem(ValueError):
@@ -198,6 +201,24 @@ def _to_backup_id(name: str, value: t.Any, rule: Mapping) -> str:
     raise InputProblem('%s must be %s or a backup id of the form YYYYmmddTHHMMSS[ffffff]Z, got %s.' % (name, words, show(value)))
 
 
+def _to_host(name: str, value: t.Any, rule: Mapping) -> str:
+    """A DNS name or an IP address (IPv4, IPv6), as a client connects to it; '' when allow_empty."""
+    expected = '%s must be a host name or an IP address, got %s.' % (name, show(value, rule.get('secret')))
+    if not isinstance(value, str):
+        raise InputProblem(expected)
+    if value == '' and rule.get('allow_empty', False):
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    labels = value[:-1].split('.') if value.endswith('.') else value.split('.')
+    if len(value) > 253 or not all(HOST_LABEL_RE.match(label) for label in labels) or labels[-1].isdigit():
+        # All-digit last label: a mistyped IPv4 address (999.1.1.1), no name.
+        raise InputProblem(expected)
+    return value
+
+
 def _to_dict(name: str, value: t.Any, rule: Mapping) -> dict:
     if not isinstance(value, Mapping):
         raise InputProblem('%s must be a dict, got %s.' % (name, show(value, rule.get('secret'))))
@@ -215,6 +236,7 @@ CONVERTERS: dict[str, t.Callable[[str, t.Any, Mapping], t.Any]] = {
     'count_or_percent': _to_count_or_percent,
     'host_instance_list': _to_host_instances,
     'backup_id': _to_backup_id,
+    'host': _to_host,
 }
 
 

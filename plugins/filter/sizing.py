@@ -1,12 +1,13 @@
 # Copyright: opsguard maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters memory_budget, mariadb_sizing and mariadb_restart_for: how a host's memory is split and which MariaDB settings
-need a restart (documented in memory_budget.yml, mariadb_sizing.yml and mariadb_restart_for.yml; the formulas are those of
-docs/roles/app.md and docs/roles/database.md)."""
+"""Filters memory_budget, mariadb_sizing, mariadb_restart_for and mariadb_drop_ins: how a host's memory is split, which
+MariaDB settings need a restart and which drop-in holds each setting (documented in memory_budget.yml, mariadb_sizing.yml,
+mariadb_restart_for.yml and mariadb_drop_ins.yml; the formulas are those of docs/roles/app.md and docs/roles/database.md)."""
 
 from __future__ import annotations
 
 import math
+import posixpath
 import re
 import typing as t
 
@@ -22,6 +23,13 @@ CONNECTION_OVERHEAD = 32768
 MAX_BYTES = 1 << 60
 MAX_COUNT = 1000000
 _DIGITS = re.compile(r'^\s*[0-9]+\s*$')
+# A MariaDB option name as an option file takes it ('.' for connection-prefixed options).
+_OPTION_NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_.-]*\Z')
+# MariaDB reads option files line by line into a 4 KiB buffer; a longer line is cut into pieces.
+MAX_OPTION_LINE = 4000
+# A string value is written in double quotes (with \\ and \" escaped) when written bare it would not read back as it is:
+# '#' starts a comment, quotes and backslashes are interpreted, surrounding blanks are stripped.
+_NEEDS_QUOTES = re.compile(r'[#"\'\\]|^\s|\s\Z|^\Z')
 
 
 def _whole(value: t.Any, name: str, maximum: int = MAX_BYTES, minimum: int = 0, unit: str = 'bytes') -> int:
@@ -207,8 +215,108 @@ def mariadb_restart_for(settings: t.Any, live: t.Any) -> list[str]:
     return out
 
 
+def _canonical(name: t.Any) -> str:
+    """How MariaDB reads an option name: '-' and '_' are the same, case does not matter."""
+    return str(name).replace('-', '_').lower()
+
+
+def _option_value(name: str, value: t.Any) -> str:
+    """The text of one option-file value, quoted when needed; a value MariaDB could not read back is refused."""
+    where = 'database_extra_settings %s' % name
+    if isinstance(value, bool):
+        return 'ON' if value else 'OFF'
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise AnsibleFilterError('%s=%r is not a finite number' % (where, value))
+        return repr(value)
+    if not isinstance(value, str):
+        raise AnsibleFilterError('%s=%r is not a string, number or true/false (a setting without a value is written as '
+                                 'ON or 1)' % (where, value))
+    if not value.isprintable():
+        raise AnsibleFilterError('%s=%r holds a newline, tab, NUL or another control character, which an option file cannot '
+                                 'hold' % (where, value))
+    if _NEEDS_QUOTES.search(value):
+        return '"%s"' % value.replace('\\', '\\\\').replace('"', '\\"')
+    return value
+
+
+def _config_paths(sized_path: t.Any, extra_path: t.Any) -> None:
+    """The extra drop-in must be read after the sized one: same directory, a later name, and .cnf (!includedir reads only those)."""
+    if sized_path is None or extra_path is None:
+        return
+    for name, path in (('database_config_path', sized_path), ('database_extra_config_path', extra_path)):
+        if not isinstance(path, str) or not posixpath.isabs(path) or not path.endswith('.cnf') or not path.isprintable():
+            raise AnsibleFilterError('%s=%r is not an absolute path of a .cnf file (MariaDB reads only *.cnf from an '
+                                     'included directory)' % (name, path))
+    sized_dir, sized_name = posixpath.split(posixpath.normpath(sized_path))
+    extra_dir, extra_name = posixpath.split(posixpath.normpath(extra_path))
+    if extra_dir == sized_dir and extra_name.encode('utf-8') <= sized_name.encode('utf-8'):
+        raise AnsibleFilterError('database_extra_config_path=%r is read before (or is) database_config_path=%r: MariaDB reads an '
+                                 'included directory in name order and the later file wins, so the extra settings would not '
+                                 'override the sized ones. Fix: give the extra drop-in a name that sorts after %r'
+                                 % (extra_path, sized_path, sized_name))
+
+
+def mariadb_drop_ins(extra: t.Any, dynamic: t.Any = None, static: t.Any = None, config_path: t.Any = None,
+                     extra_config_path: t.Any = None) -> dict[str, t.Any]:
+    """Which drop-in holds each setting: the sized one (``dynamic`` + ``static``) or the extra one (``extra``).
+
+    A setting of ``extra`` replaces the sized setting of the same name (MariaDB ignores case and '-'/'_' in names): it leaves
+    the sized drop-in, is neither set live nor compared for a restart, and is applied by the restart that a change of
+    the extra drop-in causes. Every name and value of ``extra`` is checked; the first bad one fails with a sentence
+    naming it.
+    """
+    if extra is None:
+        extra = {}
+    if not isinstance(extra, t.Mapping):
+        raise AnsibleFilterError('database_extra_settings must be a dict of [mysqld] settings (name: value), got %s'
+                                 % type(extra).__name__)
+    sized: dict[str, dict[str, t.Any]] = {}
+    for what, given in (('dynamic', dynamic), ('static', static)):
+        if given is None:
+            given = {}
+        if not isinstance(given, t.Mapping):
+            raise AnsibleFilterError('mariadb_drop_ins: %s must be a dict of settings (name -> value), got %s'
+                                     % (what, type(given).__name__))
+        sized[what] = dict(given)
+    _config_paths(config_path, extra_config_path)
+
+    rendered: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for name in sorted(extra, key=str):
+        if not isinstance(name, str) or not _OPTION_NAME.match(name):
+            raise AnsibleFilterError('database_extra_settings: %r is not a MariaDB option name (a letter, then letters, '
+                                     "digits, '_', '-' or '.'; no '=', '[', blanks or control characters)" % (name,))
+        canonical = _canonical(name)
+        if canonical in seen:
+            raise AnsibleFilterError("database_extra_settings names %r and %r: MariaDB reads both as %s (case and '-'/'_' do "
+                                     'not matter). Fix: keep one of them' % (seen[canonical], name, canonical))
+        seen[canonical] = name
+        value = _option_value(name, extra[name])
+        size = len(('%s = %s' % (name, value)).encode('utf-8'))
+        if size > MAX_OPTION_LINE:
+            raise AnsibleFilterError('database_extra_settings %s: its line in the option file would be %d bytes; MariaDB reads '
+                                     'at most %d bytes per line' % (name, size, MAX_OPTION_LINE))
+        rendered[name] = value
+
+    def kept(settings: dict[str, t.Any]) -> dict[str, t.Any]:
+        return {name: value for name, value in settings.items() if _canonical(name) not in seen}
+
+    replaced = sorted(str(name) for settings in sized.values() for name in settings if _canonical(name) in seen)
+    return {
+        'sized': dict(sorted(dict(kept(sized['dynamic']), **kept(sized['static'])).items())),
+        'dynamic': kept(sized['dynamic']),
+        'static': kept(sized['static']),
+        'extra': rendered,
+        'replaced': replaced,
+    }
+
+
 class FilterModule:
     """Memory budget of an AnQiCMS host and MariaDB sizing."""
 
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
-        return {'memory_budget': memory_budget, 'mariadb_sizing': mariadb_sizing, 'mariadb_restart_for': mariadb_restart_for}
+        return {'memory_budget': memory_budget, 'mariadb_sizing': mariadb_sizing, 'mariadb_restart_for': mariadb_restart_for,
+                'mariadb_drop_ins': mariadb_drop_ins}

@@ -32,6 +32,9 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_streams im
 from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import MysqlClient, MysqlError
 from ansible_collections.opsguard.anqicms.plugins.module_utils.sql import quote_ident
 
+# Scratch databases of verify=true: this prefix and 12 hex digits (the grants of a dedicated account match it).
+SCRATCH_PREFIX = 'opsguard_verify_'
+
 
 def app_version(port: int, running: list) -> str | None:
     """Version reported by the running instance on loopback (one bounded request), else None.
@@ -68,7 +71,7 @@ def dump_site(client, site: dict, dest: str, timeout: int) -> dict:
 
 def scratch_stats(client, artifact: str, timeout: int) -> dict:
     """Load a dump into a scratch database, return its table stats, drop it."""
-    scratch = 'opsguard_verify_%s' % uuid.uuid4().hex[:12]
+    scratch = SCRATCH_PREFIX + uuid.uuid4().hex[:12]
     client.run_sql('CREATE DATABASE %s;' % quote_ident(scratch))
     try:
         load_dump(client.client_cmd(scratch, batch=False), artifact, timeout=timeout, pass_fds=client.pass_fds)

@@ -36,9 +36,14 @@ CHARSET_SQL = 'CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci'
 UNDO_ERRORS = (OSError, MysqlError, SqlError, BackupError)
 
 
+def derived_prefix(database: str) -> str:
+    """What the name of every staging and previous database of ``database`` starts with (the grants match it)."""
+    return '%s_opsg_' % database[:40]
+
+
 def derived_name(database: str, kind: str, token: str) -> str:
     """Name of a staging (``new``) or previous (``old``) database, at most 64 characters."""
-    return '%s_opsg_%s_%s' % (database[:40], kind, token)
+    return '%s%s_%s' % (derived_prefix(database), kind, token)
 
 
 class Journal(object):

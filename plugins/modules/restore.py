@@ -28,6 +28,12 @@ description:
     (C(config.json), C(template/), C(public/), C(data/), C(cache/.history)) in by rename; the previous items
     move into C(<root>/.opsguard-old-<token>/).
   - On any failure every step done is undone, in reverse order, and the result says what happened.
+  - >-
+    The database server may be another host (O(login_host), O(login_port)): every connection then goes there over
+    TCP. An account other than the instance's own needs every privilege on each database of the instance and on
+    C(<first 40 characters of the database>_opsg_%) (the staging and previous databases), nothing global. For
+    C(anqicms_www) used from 10.0.0.12, C(GRANT ALL PRIVILEGES ON `anqicms\_www`.* TO 'opsguard_restore'@'10.0.0.12')
+    and C(GRANT ALL PRIVILEGES ON `anqicms\_www\_opsg\_%`.* TO 'opsguard_restore'@'10.0.0.12').
   - Credentials reach the clients through an anonymous in-memory file (C(memfd), mode 0600) inherited as
     C(--defaults-file=/dev/fd/N), never a file on disk, never on a command line; it vanishes with the module, even
     when the module is killed.

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters memory_budget and mariadb_sizing: the formulas of docs/roles/app.md and docs/roles/database.md.
+"""Filters memory_budget, mariadb_sizing, mariadb_restart_for and mariadb_drop_ins (docs/roles/app.md, docs/roles/database.md).
 
 Expected numbers are worked out by hand from those formulas (shown next to each case), not by the code under test.
 """
@@ -12,6 +12,7 @@ import pathlib
 
 import pytest
 import yaml
+from hypothesis import given, strategies as st
 
 from ansible.errors import AnsibleFilterError
 
@@ -25,10 +26,10 @@ TWO = [{'name': 'site1', 'port': 8001}, {'name': 'site2', 'port': 8002, 'sites':
 
 def test_the_filters_are_registered_under_their_names():
     assert F.FilterModule().filters() == {'memory_budget': F.memory_budget, 'mariadb_sizing': F.mariadb_sizing,
-                                          'mariadb_restart_for': F.mariadb_restart_for}
+                                          'mariadb_restart_for': F.mariadb_restart_for, 'mariadb_drop_ins': F.mariadb_drop_ins}
 
 
-@pytest.mark.parametrize('name', ['memory_budget', 'mariadb_sizing', 'mariadb_restart_for'])
+@pytest.mark.parametrize('name', ['memory_budget', 'mariadb_sizing', 'mariadb_restart_for', 'mariadb_drop_ins'])
 def test_each_filter_has_its_documentation(name):
     doc = yaml.safe_load((FILTER_DIR / (name + '.yml')).read_text(encoding='utf-8'))
     assert doc['DOCUMENTATION']['name'] == name and set(doc) == {'DOCUMENTATION', 'EXAMPLES', 'RETURN'}
@@ -277,3 +278,186 @@ def test_only_settings_whose_live_value_differs_need_a_restart(settings, live, e
 def test_a_wrong_call_is_refused(settings, live, message):
     with pytest.raises(AnsibleFilterError, match=message):
         F.mariadb_restart_for(settings, live)
+
+
+# ----------------------------------------------------------------------------------------------- mariadb_drop_ins
+
+DYNAMIC = {'max_connections': 80, 'innodb_buffer_pool_size': 134217728, 'sort_buffer_size': 262144}
+STATIC = {'performance_schema': 'OFF', 'thread_stack': 299008}
+SIZED_PATH = '/etc/mysql/mariadb.conf.d/60-anqicms.cnf'
+EXTRA_PATH = '/etc/mysql/mariadb.conf.d/61-anqicms-extra.cnf'
+
+
+def test_without_extra_settings_everything_stays_in_the_sized_drop_in():
+    got = F.mariadb_drop_ins({}, dynamic=DYNAMIC, static=STATIC, config_path=SIZED_PATH, extra_config_path=EXTRA_PATH)
+    assert got == {'sized': dict(DYNAMIC, **STATIC), 'dynamic': DYNAMIC, 'static': STATIC, 'extra': {}, 'replaced': []}
+    assert list(got['sized']) == sorted(got['sized'])
+    assert F.mariadb_drop_ins(None) == {'sized': {}, 'dynamic': {}, 'static': {}, 'extra': {}, 'replaced': []}
+
+
+def test_an_extra_setting_replaces_the_sized_one_whatever_its_spelling():
+    extra = {'bind-address': '0.0.0.0', 'Max-Connections': 200, 'THREAD_STACK': 524288}
+    got = F.mariadb_drop_ins(extra, dynamic=DYNAMIC, static=STATIC)
+    assert got['extra'] == {'Max-Connections': '200', 'THREAD_STACK': '524288', 'bind-address': '0.0.0.0'}
+    assert got['dynamic'] == {'innodb_buffer_pool_size': 134217728, 'sort_buffer_size': 262144}
+    assert got['static'] == {'performance_schema': 'OFF'}
+    assert got['sized'] == {'innodb_buffer_pool_size': 134217728, 'performance_schema': 'OFF', 'sort_buffer_size': 262144}
+    assert got['replaced'] == ['max_connections', 'thread_stack']
+    assert DYNAMIC['max_connections'] == 80 and 'thread_stack' in STATIC, 'the input was modified'
+
+
+@pytest.mark.parametrize('value, written', [
+    ('0.0.0.0', '0.0.0.0'),
+    ('/var/log/mysql/error log.err', '/var/log/mysql/error log.err'),     # inner blanks need no quotes
+    ("SET NAMES utf8mb4 # app", '"SET NAMES utf8mb4 # app"'),               # bare, '#' would start a comment
+    ("SET a='x'", '"SET a=\'x\'"'),
+    ('C:\\tmp "x"', '"C:\\\\tmp \\"x\\""'),
+    (' lead', '" lead"'),
+    ('trail ', '"trail "'),
+    ('', '""'),
+    ('[x]', '[x]'),
+    ('Zürich', 'Zürich'),
+    (True, 'ON'),
+    (False, 'OFF'),
+    (0, '0'),
+    (12345678901234567890, '12345678901234567890'),
+    (0.5, '0.5'),
+])
+def test_values_are_written_so_that_mariadb_reads_them_back(value, written):
+    assert F.mariadb_drop_ins({'init_connect': value})['extra'] == {'init_connect': written}
+
+
+@pytest.mark.parametrize('extra, message', [
+    ('bind-address=0.0.0.0', 'database_extra_settings must be a dict of [mysqld] settings (name: value), got str'),
+    (['bind-address'], 'got list'),
+    ({'bind-address=1': 'x'}, "database_extra_settings: 'bind-address=1' is not a MariaDB option name"),
+    ({'[client]': 'x'}, "'[client]' is not a MariaDB option name"),
+    ({'a\nb': 'x'}, "'a\\nb' is not a MariaDB option name"),
+    ({'a\x00': 'x'}, "'a\\x00' is not a MariaDB option name"),
+    ({'bind address': 'x'}, "'bind address' is not a MariaDB option name"),
+    ({'#x': 'x'}, "'#x' is not a MariaDB option name"),
+    ({'!include': '/etc/x'}, "'!include' is not a MariaDB option name"),
+    ({'-x': 'x'}, "'-x' is not a MariaDB option name"),
+    ({'': 'x'}, "'' is not a MariaDB option name"),
+    ({5: 'x'}, '5 is not a MariaDB option name'),
+    ({'bind-address': '0.0.0.0', 'Bind_Address': '::'}, "names 'Bind_Address' and 'bind-address': MariaDB reads both as bind_address"),
+    ({'x': 'a\nskip-grant-tables'}, "database_extra_settings x='a\\nskip-grant-tables' holds a newline, tab, NUL"),
+    ({'x': 'a\rb'}, 'holds a newline, tab, NUL'),
+    ({'x': 'a\x00b'}, 'holds a newline, tab, NUL'),
+    ({'x': 'a\tb'}, 'holds a newline, tab, NUL'),
+    ({'x': '\x7f'}, 'holds a newline, tab, NUL'),
+    ({'x': '\u2028'}, 'holds a newline, tab, NUL'),
+    ({'x': None}, 'database_extra_settings x=None is not a string, number or true/false'),
+    ({'x': [1]}, 'x=[1] is not a string'),
+    ({'x': {'a': 1}}, "x={'a': 1} is not a string"),
+    ({'x': math.inf}, 'database_extra_settings x=inf is not a finite number'),
+    ({'x': math.nan}, 'x=nan is not a finite number'),
+    ({'x': 'y' * 3997}, 'database_extra_settings x: its line in the option file would be 4001 bytes; MariaDB reads at most 4000'),
+])
+def test_a_bad_extra_setting_is_refused_naming_it(extra, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        F.mariadb_drop_ins(extra, dynamic=DYNAMIC, static=STATIC)
+    assert message in str(err.value)
+
+
+def test_the_longest_line_mariadb_reads_is_accepted():
+    assert len(F.mariadb_drop_ins({'x': 'y' * 3996})['extra']['x']) == 3996
+
+
+@pytest.mark.parametrize('config_path, extra_config_path, message', [
+    (SIZED_PATH, SIZED_PATH, 'is read before (or is) database_config_path'),
+    (SIZED_PATH, '/etc/mysql/mariadb.conf.d/59-extra.cnf', "a name that sorts after '60-anqicms.cnf'"),
+    (SIZED_PATH, '/etc/mysql/mariadb.conf.d/60-ANQICMS.cnf', 'is read before'),     # byte order: 'A' < 'a'
+    (SIZED_PATH, '/etc/mysql/mariadb.conf.d/61-extra.conf',
+     "database_extra_config_path='/etc/mysql/mariadb.conf.d/61-extra.conf' is not an absolute path of a .cnf file"),
+    (SIZED_PATH, 'mariadb.conf.d/61-extra.cnf', 'is not an absolute path'),
+    ('60-anqicms.cnf', EXTRA_PATH, "database_config_path='60-anqicms.cnf' is not an absolute path"),
+    (SIZED_PATH, 7, 'database_extra_config_path=7'),
+])
+def test_an_extra_drop_in_mariadb_would_not_read_last_is_refused(config_path, extra_config_path, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        F.mariadb_drop_ins({}, config_path=config_path, extra_config_path=extra_config_path)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize('config_path, extra_config_path', [
+    (SIZED_PATH, EXTRA_PATH),
+    (SIZED_PATH, '/etc/mysql/mariadb.conf.d/60-anqicms.cnf.cnf'),
+    (SIZED_PATH, '/etc/mysql/conf.d/99-extra.cnf'),         # another directory: the operator orders the directories
+])
+def test_an_extra_drop_in_read_after_the_sized_one_is_accepted(config_path, extra_config_path):
+    assert F.mariadb_drop_ins({'a': 1}, config_path=config_path, extra_config_path=extra_config_path)['extra'] == {'a': '1'}
+
+
+@pytest.mark.parametrize('dynamic, static, message', [
+    ([('a', 1)], {}, 'mariadb_drop_ins: dynamic must be a dict of settings'),
+    ({}, 'thread_stack', 'mariadb_drop_ins: static must be a dict of settings'),
+])
+def test_a_wrong_call_of_mariadb_drop_ins_is_refused(dynamic, static, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        F.mariadb_drop_ins({}, dynamic=dynamic, static=static)
+
+
+# Properties: any printable value reads back as it is; anything else a name or a value may hold is refused.
+
+NAMES = st.from_regex(r'\A[A-Za-z][A-Za-z0-9_.-]{0,30}\Z')
+
+
+def read_back(written: str) -> str:
+    """MariaDB's option-file reading of a value (mysys/my_default.c): quotes stripped, escapes undone."""
+    if len(written) >= 2 and written[0] == written[-1] == '"':
+        inner, out, i = written[1:-1], [], 0
+        while i < len(inner):
+            if inner[i] == '\\':
+                out.append(inner[i + 1])
+                i += 2
+            else:
+                out.append(inner[i])
+                i += 1
+        return ''.join(out)
+    return written
+
+
+@given(name=NAMES, value=st.text(st.characters(exclude_categories=('Cc', 'Cs', 'Zl', 'Zp', 'Cn', 'Co', 'Cf', 'Zs'))
+                                 | st.sampled_from(' #"\'\\[]='), max_size=60))
+def test_property_any_printable_value_reads_back_as_it_is(name, value):
+    written = F.mariadb_drop_ins({name: value})['extra'][name]
+    assert read_back(written) == value
+    bare = written == value
+    assert not bare or not any(c in value for c in '#"\'\\'), written
+    assert not bare or value == value.strip() != ''
+    assert '\n' not in written and '\r' not in written
+
+
+@given(name=NAMES, value=st.one_of(st.integers(), st.booleans(),
+                                   st.floats(allow_nan=False, allow_infinity=False)))
+def test_property_numbers_and_flags_are_written_bare(name, value):
+    written = F.mariadb_drop_ins({name: value})['extra'][name]
+    assert written == ({True: 'ON', False: 'OFF'}[value] if isinstance(value, bool) else repr(value))
+
+
+@given(prefix=st.text(max_size=5), bad=st.characters(exclude_characters='abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-'),
+       suffix=st.text(max_size=5))
+def test_property_a_name_with_any_other_character_is_refused(prefix, bad, suffix):
+    name = 'a' + prefix + bad + suffix
+    with pytest.raises(AnsibleFilterError, match='is not a MariaDB option name'):
+        F.mariadb_drop_ins({name: '1'})
+
+
+@given(name=NAMES, left=st.text(max_size=10), bad=st.characters(categories=('Cc', 'Zl', 'Zp')), right=st.text(max_size=10))
+def test_property_a_value_with_a_control_character_is_refused(name, left, bad, right):
+    with pytest.raises(AnsibleFilterError, match='holds a newline, tab, NUL or another control character'):
+        F.mariadb_drop_ins({name: left + bad + right})
+
+
+@given(chosen=st.sets(st.sampled_from(sorted(dict(DYNAMIC, **STATIC))), max_size=5),
+       spelling=st.lists(st.tuples(st.booleans(), st.booleans()), min_size=5, max_size=5))
+def test_property_each_setting_is_in_exactly_one_drop_in(chosen, spelling):
+    extra = {}
+    for name, (upper, dash) in zip(sorted(chosen), spelling):
+        extra[(name.upper() if upper else name).replace('_', '-' if dash else '_')] = 1
+    got = F.mariadb_drop_ins(extra, dynamic=DYNAMIC, static=STATIC)
+    assert set(got['sized']) | set(got['replaced']) == set(DYNAMIC) | set(STATIC)
+    assert set(got['sized']).isdisjoint(got['replaced']) and set(got['replaced']) == chosen
+    assert set(got['dynamic']) <= set(DYNAMIC) and set(got['static']) <= set(STATIC)
+    assert set(got['dynamic']) | set(got['static']) == set(got['sized'])
