@@ -246,21 +246,22 @@ PF_KTHREAD = 0x00200000
 
 
 def _read_raw(path: str, errors: str = 'surrogateescape') -> str:
-    """The whole (small) kernel file as text with one open, read and close (no buffered file object)."""
+    """The whole kernel file as text with bare open, read and close calls (no buffered file object).
+
+    Reads until end of file: a /proc file made of records (mountinfo, cgroup) can return less than asked although
+    more follows, so a short read does not mean the end.
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
-        data = os.read(fd, 4096)
-        if len(data) == 4096:
-            chunks = [data]
-            while True:
-                more = os.read(fd, 65536)
-                if not more:
-                    break
-                chunks.append(more)
-            data = b''.join(chunks)
+        chunks = []
+        while True:
+            more = os.read(fd, 65536)
+            if not more:
+                break
+            chunks.append(more)
     finally:
         os.close(fd)
-    return data.decode('utf-8', errors)
+    return b''.join(chunks).decode('utf-8', errors)
 
 
 def process_rows(proc: str = PROC, cmdline: bool = True, exclude: tuple = ()) -> list:

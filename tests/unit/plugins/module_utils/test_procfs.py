@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -239,3 +240,31 @@ def test_process_rows_agree_with_psutil():
             assert ours[child.pid]['rss'] == theirs[child.pid]['rss']  # an idle process: the same pages
         finally:
             child.communicate('', timeout=30)
+
+
+def test_a_short_read_is_not_the_end_of_the_file(tmp_path):
+    """/proc files made of records (mountinfo on a host with many mounts) return less than asked while more follows:
+    the reader must read to end of file, or the memory cgroup mount is lost and every service looks outside it."""
+    fifo = str(tmp_path / 'records')
+    os.mkfifo(fifo)
+    first, second = b'a' * 3000 + b'\n', b'b' * 3000 + b'\n'
+
+    def writer():
+        with open(fifo, 'wb', buffering=0) as handle:
+            handle.write(first)
+            time.sleep(0.2)
+            handle.write(second)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert procfs._read_raw(fifo) == (first + second).decode()
+    finally:
+        thread.join(10)
+
+
+def test_the_raw_reader_reads_what_open_reads():
+    for path in ('/proc/self/mountinfo', '/proc/self/cgroup', '/proc/self/status'):
+        with open(path, encoding='utf-8', errors='surrogateescape') as handle:
+            expected = handle.read()
+        assert procfs._read_raw(path) == expected
