@@ -264,7 +264,7 @@ def test_a_short_read_is_not_the_end_of_the_file(tmp_path):
 
 
 def test_the_raw_reader_reads_what_open_reads():
-    for path in ('/proc/self/mountinfo', '/proc/self/cgroup', '/proc/self/status'):
+    for path in ('/proc/self/mountinfo', '/proc/self/cgroup', '/proc/self/limits'):
         with open(path, encoding='utf-8', errors='surrogateescape') as handle:
             expected = handle.read()
         assert procfs._read_raw(path) == expected
