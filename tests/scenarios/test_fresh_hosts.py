@@ -82,16 +82,6 @@ def run(lab: fleet.Fleet, extra: dict[str, Any]) -> tuple[int, dict[str, dict[st
     return proc.returncode, ansible_runner.recap(proc.stdout), out, seconds
 
 
-def changed_tasks(out: str) -> str:
-    task, found = '', []
-    for line in out.splitlines():
-        if line.startswith('TASK ['):
-            task = line
-        elif line.startswith('changed:'):
-            found.append(task + ' ' + line[:160])
-    return '\n'.join(found[:40])
-
-
 def installed(lab: fleet.Fleet, host: str, package: str) -> bool:
     result = lab.exec(host, ['dpkg-query', '-W', '-f=${Status}', package], check=False)
     return result.returncode == 0 and result.stdout.strip() == 'install ok installed'
@@ -165,7 +155,7 @@ def test_second_run_changes_nothing(lab, release):
     rc, recap, out, seconds = run(lab, deploy_vars(release))
     TIMES['rerun_seconds'] = round(seconds, 1)
     assert rc == 0, out[-4000:]
-    assert all(r['changed'] == 0 and r['failed'] == 0 for r in recap.values()), changed_tasks(out)
+    assert all(r['changed'] == 0 and r['failed'] == 0 for r in recap.values()), ansible_runner.changed_tasks(out)
 
 
 def test_a_forgotten_package_fails_the_deploy_on_a_fresh_host(lab, release, tmp_path):

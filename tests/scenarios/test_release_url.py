@@ -154,16 +154,6 @@ def run(lab: fleet.Fleet, extra: dict[str, Any]) -> tuple[int, dict[str, int], s
     return proc.returncode, ansible_runner.recap(proc.stdout).get(HOST, {}), out
 
 
-def changed_tasks(out: str) -> str:
-    task, found = '', []
-    for line in out.splitlines():
-        if line.startswith('TASK ['):
-            task = line
-        elif line.startswith('changed:'):
-            found.append(task + ' ' + line[:160])
-    return '\n'.join(found[:40])
-
-
 def sh(lab: fleet.Fleet, cmd: str) -> str:
     return lab.exec(HOST, cmd, timeout=120).stdout.strip()
 
@@ -211,7 +201,7 @@ def test_a_rerun_changes_nothing_and_downloads_nothing(lab, server, downloads):
     server.requests.clear()
     rc, recap, out = run(lab, deploy_vars(server.url(CURRENT), downloads[CURRENT]))
     assert rc == 0, out[-4000:]
-    assert recap['changed'] == 0 and recap['failed'] == 0, changed_tasks(out)
+    assert recap['changed'] == 0 and recap['failed'] == 0, ansible_runner.changed_tasks(out)
     assert server.requests == [], f'the cached archive was downloaded again: {server.requests}'
 
 
@@ -246,7 +236,7 @@ def test_a_bad_release_is_refused_before_anything_is_replaced(lab, server, downl
     assert len(server.gets(name)) == 1, f'{case}: expected one download of {name}: {server.requests}'
     assert instance_state(lab) == before, f'{case}: the instance or the cache changed'
     if case in ('wrong sha256 for a new version', 'URL that answers 404'):
-        assert recap['changed'] == 0, changed_tasks(out)
+        assert recap['changed'] == 0, ansible_runner.changed_tasks(out)
     status, body = version_via_nginx(lab)
     assert status == 200, f'{case}: the instance stopped serving: {status} {body[:200]!r}'
 

@@ -90,17 +90,6 @@ def run(lab: fleet.Fleet, extra: dict[str, Any], check: bool = False, limit: str
     return proc.returncode, recap, out, seconds
 
 
-def changed_tasks(out: str) -> str:
-    """The task headers followed by a `changed:` line, for assertion messages."""
-    lines, task, found = out.splitlines(), '', []
-    for line in lines:
-        if line.startswith('TASK ['):
-            task = line
-        elif line.startswith('changed:'):
-            found.append(task + ' ' + line[:160])
-    return '\n'.join(found[:40])
-
-
 def sh(lab: fleet.Fleet, host: str, cmd: str) -> str:
     return lab.exec(host, cmd, timeout=60).stdout.strip()
 
@@ -146,7 +135,7 @@ def test_rerun_reports_no_change(lab, release):
     rc, recap, out, seconds = run(lab, base_vars(release))
     TIMES['rerun_seconds'] = round(seconds, 1)
     assert rc == 0, out[-4000:]
-    assert all(r['changed'] == 0 and r['failed'] == 0 for r in recap.values()), changed_tasks(out)
+    assert all(r['changed'] == 0 and r['failed'] == 0 for r in recap.values()), ansible_runner.changed_tasks(out)
 
 
 def test_rerun_after_the_app_rewrote_config_json(lab, release):
@@ -166,7 +155,7 @@ def test_rerun_after_the_app_rewrote_config_json(lab, release):
     assert data['mysql']['password'] == inst['db_password']
     rc, recap, out, seconds = run(lab, base_vars(release), limit=host)
     assert rc == 0, out[-4000:]
-    assert recap[host]['changed'] == 0, changed_tasks(out)
+    assert recap[host]['changed'] == 0, ansible_runner.changed_tasks(out)
 
 
 @pytest.mark.parametrize('host', ['node1', 'node2'])
@@ -255,7 +244,7 @@ def test_takeover_and_upgrade_keep_user_data(lab, release, tmp_path):
     assert status == 200, body
 
     rc, recap, out, seconds = run(lab, extra, limit=host)
-    assert rc == 0 and recap[host]['changed'] == 0, changed_tasks(out)
+    assert rc == 0 and recap[host]['changed'] == 0, ansible_runner.changed_tasks(out)
     rc, recap, out, seconds = run(lab, base_vars(release), limit=host)
     assert rc == 0, out[-4000:]
 
@@ -297,7 +286,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(lab, release, case):
     before = snapshot(lab, host)
     rc, recap, out, seconds = run(lab, extra, limit=host)
     assert rc != 0 and recap[host]['failed'] == 1, out[-3000:]
-    assert recap[host]['changed'] == 0, changed_tasks(out)
+    assert recap[host]['changed'] == 0, ansible_runner.changed_tasks(out)
     for fragment in expected:
         assert fragment in out, f'{case}: {fragment!r} missing from:\n{out[-3000:]}'
     assert 'Db3-scen' not in out, 'a password appeared in the ansible-playbook output'

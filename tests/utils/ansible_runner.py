@@ -54,6 +54,17 @@ def recap(output: str) -> dict[str, dict[str, int]]:
                          'failed': int(m.group(5))} for m in RECAP.finditer(output)}
 
 
+def changed_tasks(output: str) -> str:
+    """The task headers followed by a ``changed:`` line (at most 40), for the message of an idempotence assertion."""
+    task, found = '', []
+    for line in output.splitlines():
+        if line.startswith('TASK ['):
+            task = line
+        elif line.startswith('changed:'):
+            found.append(task + ' ' + line[:160])
+    return '\n'.join(found[:40])
+
+
 def json_report(output: str) -> dict[str, Any] | None:
     """The JSON callback's document in ``output`` (warnings may precede it), or None."""
     try:
