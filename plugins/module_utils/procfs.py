@@ -264,6 +264,30 @@ def _read_raw(path: str, errors: str = 'surrogateescape') -> str:
     return b''.join(chunks).decode('utf-8', errors)
 
 
+# Per-process files that hold one record (stat, statm, cgroup). The kernel makes each of them whole with one
+# show call (proc_single_show) and copies it out in one read when the buffer is larger, so a read that returns less
+# than asked is the whole file. A read that fills the buffer goes on to end of file like _read_raw.
+SINGLE_RECORD_BUFFER = 65536
+
+
+def _read_single_record(path: str) -> str:
+    """A one-record /proc/PID file as text with one open, one read and one close (two reads if it is that big)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, SINGLE_RECORD_BUFFER)
+        if len(data) == SINGLE_RECORD_BUFFER:
+            chunks = [data]
+            while True:
+                more = os.read(fd, SINGLE_RECORD_BUFFER)
+                if not more:
+                    break
+                chunks.append(more)
+            data = b''.join(chunks)
+    finally:
+        os.close(fd)
+    return data.decode('utf-8', 'surrogateescape')
+
+
 def process_rows(proc: str = PROC, cmdline: bool = True, exclude: tuple = ()) -> list:
     """One row per user-space process: pid, ppid, name, exe (`` (deleted)`` stripped), cmdline (joined), rss, cgroups.
 
@@ -274,7 +298,7 @@ def process_rows(proc: str = PROC, cmdline: bool = True, exclude: tuple = ()) ->
     This runs every few seconds on hosts with thousands of processes, so it reads as little as it can per process:
     ``stat`` (name, parent, state; kernel threads are recognised by its flags and skipped before any other read),
     ``statm``, the ``exe`` link and ``cgroup`` (parsed once per distinct text: most processes share a few cgroups),
-    each with a bare open/read/close.
+    each with a bare open, a single read and a close (_read_single_record).
     """
     rows = []
     parsed_cgroups: dict = {}
@@ -284,7 +308,7 @@ def process_rows(proc: str = PROC, cmdline: bool = True, exclude: tuple = ()) ->
             continue
         base = '%s%d/' % (prefix, pid)
         try:
-            stat = parse_stat(_read_raw(base + 'stat'))
+            stat = parse_stat(_read_single_record(base + 'stat'))
         except (IOError, OSError, ValueError):
             continue
         if stat['state'] in ('Z', 'X', 'x') or stat['flags'] & PF_KTHREAD:
@@ -294,14 +318,14 @@ def process_rows(proc: str = PROC, cmdline: bool = True, exclude: tuple = ()) ->
         except (IOError, OSError):
             exe = ''
         try:  # statm, not stat: recent kernels give stat's RSS from per-CPU counters (off by a few pages)
-            rss = int(_read_raw(base + 'statm').split()[1]) * PAGE_SIZE
+            rss = int(_read_single_record(base + 'statm').split()[1]) * PAGE_SIZE
         except (IOError, OSError, IndexError, ValueError):
             rss = 0
         if not exe and not rss:
             continue  # kernel thread or vanished
         args = read_cmdline(pid, proc) if cmdline or len(stat['comm']) >= COMM_MAX else []
         try:
-            text = _read_raw(base + 'cgroup')
+            text = _read_single_record(base + 'cgroup')
         except (IOError, OSError):
             text = ''
         paths = parsed_cgroups.get(text)

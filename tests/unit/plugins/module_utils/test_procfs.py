@@ -268,3 +268,28 @@ def test_the_raw_reader_reads_what_open_reads():
         with open(path, encoding='utf-8', errors='surrogateescape') as handle:
             expected = handle.read()
         assert procfs._read_raw(path) == expected
+
+
+def test_a_one_record_file_is_read_whole_in_one_read():
+    """stat, statm and cgroup of a process come out whole from one read (a stopped child: nothing changes between
+    the two readers), and they are what a buffered reader sees."""
+    child = subprocess.Popen(['sleep', '60'])
+    try:
+        os.kill(child.pid, signal.SIGSTOP)
+        time.sleep(0.05)
+        for name in ('stat', 'statm', 'cgroup'):
+            path = '/proc/%d/%s' % (child.pid, name)
+            with open(path, encoding='utf-8', errors='surrogateescape') as handle:
+                expected = handle.read()
+            assert procfs._read_single_record(path) == expected, name
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_record_larger_than_the_buffer_is_read_to_the_end(tmp_path):
+    path = tmp_path / 'big'
+    text = ''.join('line %06d\n' % i for i in range(procfs.SINGLE_RECORD_BUFFER // 5))
+    path.write_text(text)
+    assert len(text) > 2 * procfs.SINGLE_RECORD_BUFFER
+    assert procfs._read_single_record(str(path)) == text
