@@ -71,7 +71,7 @@ integration:
 	$(ANSIBLE_TEST) integration --local --python $(PYTHON_VERSION) --color no --allow-destructive
 
 scenarios: standin
-	$(VENV)/bin/python -m pytest -p no:cacheprovider -ra $(SCENARIO_XDIST) tests/standin tests/lab tests/scenarios
+	$(VENV)/bin/python -m pytest -p no:cacheprovider -ra --durations=30 $(SCENARIO_XDIST) tests/standin tests/lab tests/scenarios
 
 standin:
 	@tests/standin/build.sh

@@ -586,12 +586,14 @@ class Fleet:
         return str(target)
 
     def ansible_env(self) -> dict[str, str]:
+        """Environment of an ansible run against the fleet; SSH pipelining as in the repository's ansible.cfg, also
+        for runs from another working directory (one SSH command per module run instead of several)."""
         env = dict(os.environ)
         paths = [str(REPO_ROOT / ".collections")] + [p for p in env.get("ANSIBLE_COLLECTIONS_PATH", "").split(":") if p]
         env.update({"ANSIBLE_COLLECTIONS_PATH": ":".join(dict.fromkeys(paths)), "ANSIBLE_HOST_KEY_CHECKING": "False",
                     "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
                     "ANSIBLE_INVENTORY": self.inventory_path, "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
-                    "ANSIBLE_LOCAL_TEMP": str(self.state_dir / "ansible-local")})
+                    "ANSIBLE_LOCAL_TEMP": str(self.state_dir / "ansible-local"), "ANSIBLE_PIPELINING": "True"})
         return env
 
     def run_module(self, host: str | Host, module: str, args: dict[str, Any], check: bool = False, timeout: float = 120) -> dict[str, Any]:

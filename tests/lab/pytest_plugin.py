@@ -14,13 +14,16 @@ Load with ``pytest_plugins = ['pytest_plugin']`` from a top-level conftest, or
 Under pytest-xdist (``-n N``) every worker gets lab names of its own: on import, OPSGUARD_LAB_NAME and
 OPSGUARD_LAB_TEST_NAME become ``<name>-w<N>`` for worker ``gw<N>``, so everything that derives a name from them
 (the session fleet, factory fleets, ``fleet.derived_name``, state dirs, bridges, subnets) is the worker's own.
+
+At the end of a run, a table of seconds per test file (setup + call + teardown of its tests, module fixtures such as
+a file's own fleet included) shows where the scenario layer's time goes, together with the load average.
 """
 from __future__ import annotations
 
 import os
 import re
 import sys
-from typing import Callable, Iterator, MutableMapping
+from typing import Any, Callable, Iterable, Iterator, MutableMapping
 
 import pytest
 
@@ -51,6 +54,46 @@ def worker_lab_names(environ: MutableMapping[str, str]) -> None:
 
 
 worker_lab_names(os.environ)
+
+
+def file_times(reports: Iterable[Any]) -> list[tuple[str, float, int]]:
+    """(file, seconds, tests) per test file from pytest's reports (setup, call and teardown), the slowest first."""
+    seconds: dict[str, float] = {}
+    tests: dict[str, set[str]] = {}
+    for report in reports:
+        path = report.nodeid.split("::", 1)[0]
+        seconds[path] = seconds.get(path, 0.0) + float(getattr(report, "duration", 0.0) or 0.0)
+        tests.setdefault(path, set()).add(report.nodeid)
+    return sorted(((path, spent, len(tests[path])) for path, spent in seconds.items()), key=lambda row: (-row[1], row[0]))
+
+
+def file_times_table(rows: list[tuple[str, float, int]], load: tuple[float, float, float] | None = None) -> list[str]:
+    """The per-file lines of the terminal summary (seconds, share of the total, tests, file)."""
+    total = sum(spent for _path, spent, _count in rows)
+    lines = [f"{'seconds':>8} {'share':>6} {'tests':>5}  file"]
+    lines += [f"{spent:8.1f} {spent / total if total else 0.0:6.1%} {count:5d}  {path}" for path, spent, count in rows]
+    lines.append(f"{total:8.1f} {1.0 if total else 0.0:6.1%} {sum(count for *_rest, count in rows):5d}  all files")
+    if load is not None:
+        lines.append("load average at the end (1, 5, 15 min): " + ", ".join(f"{value:.2f}" for value in load))
+    return lines
+
+
+_REPORTS: list[Any] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep every phase's report (under pytest-xdist the controller receives the workers' reports)."""
+    _REPORTS.append(report)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Seconds per test file: where the scenario layer's time goes, in every CI log."""
+    rows = file_times(_REPORTS)
+    if not rows:
+        return
+    terminalreporter.write_sep("=", "seconds per test file (setup + call + teardown)")
+    for line in file_times_table(rows, os.getloadavg()):
+        terminalreporter.write_line(line)
 
 
 def _session_memory() -> str | None:

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The database role's extra settings on a 1-host fleet with a real MariaDB: their own drop-in, a restart when it changes.
 
-In file order, on one fleet (lab name from OPSGUARD_LAB_NAME, default ``dbset``):
+In file order, on one fleet (lab name ``<OPSGUARD_LAB_NAME>-dbset``):
 check mode with --diff shows the new drop-in and restarts nothing -> bind-address set to the host's fleet address:
 MariaDB listens there after one restart -> a rerun changes nothing and keeps the server process -> an extra
 max_connections replaces the sized one: one restart, the live value is the extra one, and a rerun does not set it back

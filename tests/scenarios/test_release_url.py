@@ -11,7 +11,9 @@ records every request. One host (1 GiB) gets MariaDB, one AnQiCMS instance and n
 - a new version's URL with a wrong sha256, a URL that answers 404, a file that is not a zip and a release wrapped in a
   directory are each refused with a message naming the URL (and both checksums for the wrong one), before anything is
   replaced: the instance's binary, config.json, data and process are unchanged and it keeps serving, and the cache holds
-  nothing it did not hold before (no download, no partial tree);
+  nothing it did not hold before (no download, no partial tree). These runs apply the app role alone
+  (``tests/roles/app.yml``): the release is the app role's, and MariaDB and nginx, deployed and proved idempotent by
+  the runs before, have nothing to do;
 - the same new version with its right sha256 upgrades the instance, user data untouched.
 
 The tests run in file order and share one fleet (lab name ``<OPSGUARD_LAB_NAME>-release``).
@@ -38,6 +40,7 @@ import standin
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = REPO / 'tests' / 'roles' / 'deploy.yml'
+APP = REPO / 'tests' / 'roles' / 'app.yml'   # the app role alone, for the refused releases
 LAB = fleet.derived_name('release')
 MEMORY = 1 << 30
 HOST = 'node1'
@@ -147,8 +150,8 @@ def deploy_vars(url: str, sha: str, version: str = '3.5.8') -> dict[str, Any]:
             'app_instances': json.loads(json.dumps(INSTANCES))}
 
 
-def run(lab: fleet.Fleet, extra: dict[str, Any]) -> tuple[int, dict[str, int], str]:
-    proc = lab.playbook(DEPLOY, extra_vars=extra, timeout=900)
+def run(lab: fleet.Fleet, extra: dict[str, Any], playbook: pathlib.Path = DEPLOY) -> tuple[int, dict[str, int], str]:
+    proc = lab.playbook(playbook, extra_vars=extra, timeout=900)
     out = proc.stdout + proc.stderr
     assert ADMIN_PASSWORD not in out and DB_PASSWORD not in out, 'a password appeared in the ansible-playbook output'
     return proc.returncode, ansible_runner.recap(proc.stdout).get(HOST, {}), out
@@ -228,7 +231,7 @@ def test_a_bad_release_is_refused_before_anything_is_replaced(lab, server, downl
     before = instance_state(lab)
     server.requests.clear()
 
-    rc, recap, out = run(lab, deploy_vars(url_of(name), sha))
+    rc, recap, out = run(lab, deploy_vars(url_of(name), sha), APP)
 
     assert rc != 0 and recap['failed'] == 1, out[-3000:]
     for fragment in expected + [f'{HOST}, nothing was replaced: ', 'Fix: ']:

@@ -1,0 +1,41 @@
+"""The seconds-per-file summary of tests/lab/pytest_plugin.py (pure functions: no fleet, no root).
+
+Run: cd /work/main && .venv/bin/python -m pytest tests/lab/test_pytest_plugin.py -q
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest_plugin
+
+
+def _report(nodeid: str, when: str, duration: float) -> SimpleNamespace:
+    return SimpleNamespace(nodeid=nodeid, when=when, duration=duration)
+
+
+def test_file_times_sum_every_phase_per_file_slowest_first() -> None:
+    reports = [
+        _report('tests/scenarios/test_a.py::test_one', 'setup', 100.0),   # a module fleet comes up here
+        _report('tests/scenarios/test_a.py::test_one', 'call', 20.0),
+        _report('tests/scenarios/test_a.py::test_one', 'teardown', 0.5),
+        _report('tests/scenarios/test_a.py::test_two[x]', 'call', 30.0),
+        _report('tests/scenarios/test_a.py::test_two[x]', 'teardown', 5.0),  # and goes down here
+        _report('tests/lab/test_b.py::test_three', 'call', 200.0),
+        _report('tests/standin/test_c.py::test_four', 'call', 0.0),
+    ]
+    assert pytest_plugin.file_times(reports) == [
+        ('tests/lab/test_b.py', 200.0, 1),
+        ('tests/scenarios/test_a.py', 155.5, 2),
+        ('tests/standin/test_c.py', 0.0, 1),
+    ]
+
+
+def test_the_table_shows_share_tests_total_and_load() -> None:
+    lines = pytest_plugin.file_times_table([('tests/lab/test_b.py', 300.0, 1), ('tests/scenarios/test_a.py', 100.0, 4)],
+                                           (9.5, 7.25, 3.0))
+    assert lines[0].split() == ['seconds', 'share', 'tests', 'file']
+    assert lines[1].split() == ['300.0', '75.0%', '1', 'tests/lab/test_b.py']
+    assert lines[2].split() == ['100.0', '25.0%', '4', 'tests/scenarios/test_a.py']
+    assert lines[3].split() == ['400.0', '100.0%', '5', 'all', 'files']
+    assert lines[4] == 'load average at the end (1, 5, 15 min): 9.50, 7.25, 3.00'
+    assert pytest_plugin.file_times_table([])[-1].split() == ['0.0', '0.0%', '0', 'all', 'files']
