@@ -18,10 +18,12 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.opsguard.anqicms.plugins.module_utils.record import url_problem
+
 MAX_DEFAULT = 2 ** 31 - 1
 OMIT_PREFIX = '__omit_place_holder__'
 TYPES = ('int', 'float', 'bool', 'str', 'list', 'dict', 'path', 'count_or_percent', 'host_instance_list', 'backup_id',
-         'host')
+         'host', 'url')
 RULE_KEYS = frozenset(('type', 'min', 'max', 'choices', 'default', 'required', 'allow_empty', 'absolute', 'secret',
                        'renamed_from', 'description'))
 TRUE_WORDS = frozenset(('true', 'yes', 'on', 'y', '1'))
@@ -219,6 +221,16 @@ def _to_host(name: str, value: t.Any, rule: Mapping) -> str:
     return value
 
 
+def _to_url(name: str, value: t.Any, rule: Mapping) -> str:
+    """An http(s) URL such as a webhook's ('' when allow_empty); the value may carry a token and is never shown."""
+    if value == '' and rule.get('allow_empty', False):
+        return value
+    problem = url_problem(value, name)
+    if problem:
+        raise InputProblem(problem + '.')
+    return value
+
+
 def _to_dict(name: str, value: t.Any, rule: Mapping) -> dict:
     if not isinstance(value, Mapping):
         raise InputProblem('%s must be a dict, got %s.' % (name, show(value, rule.get('secret'))))
@@ -237,6 +249,7 @@ CONVERTERS: dict[str, t.Callable[[str, t.Any, Mapping], t.Any]] = {
     'host_instance_list': _to_host_instances,
     'backup_id': _to_backup_id,
     'host': _to_host,
+    'url': _to_url,
 }
 
 

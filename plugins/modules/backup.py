@@ -100,6 +100,24 @@ options:
       - Limit in seconds for each dump and each scratch load. From 1 to 604800 (7 days).
     type: int
     default: 3600
+  record:
+    description:
+      - Write the record of the backup (C(ACTION=backup), C(OUTCOME=backed_up) or V(failed)) to the host's journal
+        (C(SYSLOG_IDENTIFIER=opsguard)) and, with O(notify_url), POST it to a webhook; docs/records.md of the collection
+        has the fields and the JSON. Nothing is recorded in check mode.
+      - A host without journald or a webhook that is down never fails the task; RV(recorded) says what happened.
+    type: bool
+    default: true
+  notify_url:
+    description:
+      - An C(http://) or C(https://) URL the record is POSTed to (at most 3 tries within 5 seconds, certificates
+        verified). It may carry a token; it is never shown in a message or a result. Checked before anything else.
+    type: str
+  record_reason:
+    description:
+      - Why the backup is done, for the record. At most 1024 characters.
+    type: str
+    default: ''
 attributes:
   check_mode:
     support: full
@@ -144,6 +162,15 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+recorded:
+  description:
+    - What was recorded (O(record)). C(journal) (bool) and C(journal_error); C(webhook) (V(delivered), V(failed) or
+      V(off)), C(webhook_error), C(webhook_attempts), C(webhook_target) (C(scheme://host:port) only); C(seconds) (what recording took); C(fields), the
+      record (C(ACTION=backup), C(INSTANCE), C(OUTCOME), C(REASON), C(HOST), C(TIME), C(PATH), C(BACKUP_ID), C(COLD), C(SIZE), C(DURATION), C(ERROR)).
+  returned: always
+  type: dict
+  sample: {journal: true, journal_error: null, webhook: "off", webhook_error: null, webhook_attempts: 0,
+           fields: {ACTION: backup, INSTANCE: shop, OUTCOME: backed_up}}
 backup_id:
   description: ID of the new backup (UTC time stamp).
   returned: success, not in check mode
@@ -225,8 +252,11 @@ duration:
   sample: 3.2
 '''
 
+import os
+import time
 import traceback
 
+from ansible_collections.opsguard.anqicms.plugins.module_utils import record
 from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_options import backup_option_problems
 from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_store import BackupError, hostname
 from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_workflow import Backup
@@ -249,25 +279,34 @@ def main() -> None:
             keep=dict(type='int'),
             keep_days=dict(type='float'),
             timeout=dict(type='int', default=3600),
+            record=dict(type='bool', default=True),
+            notify_url=dict(type='str', no_log=True),
+            record_reason=dict(type='str', default=''),
             **login_argument_spec()
         ),
         'backup',
         mutually_exclusive=[('login_host', 'login_unix_socket')],
         supports_check_mode=True,
     )
-    problems = backup_option_problems(module.params)
+    problems = backup_option_problems(module.params) + record.option_problems(module.params)
     if problems:
         module.fail_json(msg='backup refused on %s, nothing was done: %s' % (hostname(), '; '.join(problems)))
-    backup = Backup(module.params, client_factory=MysqlClient, warn=module.warn)
+    p = module.params
+    instance = p['instance'] or os.path.basename(os.path.normpath(p['path']))
+    fields = {'path': p['path'], 'cold': p['cold']}
+    started = time.monotonic()
+    backup = Backup(p, client_factory=MysqlClient, warn=module.warn)
     try:
         result = backup.run(check_mode=module.check_mode)
-    except (BackupError, MysqlError, SqlError) as exc:
+    except (BackupError, MysqlError, SqlError, OSError) as exc:
         backup.report.pop('msg', None)
-        module.fail_json(msg='backup of %s on %s failed: %s' % (module.params['path'], hostname(), exc), **backup.report)
-    except OSError as exc:
-        backup.report.pop('msg', None)
-        module.fail_json(msg='backup of %s on %s failed: %s' % (module.params['path'], hostname(), exc),
-                         exception=traceback.format_exc(), **backup.report)
+        msg = 'backup of %s on %s failed: %s' % (p['path'], hostname(), exc)
+        fields.update(duration=round(time.monotonic() - started, 3), error=msg)
+        extra = {} if isinstance(exc, (BackupError, MysqlError, SqlError)) else {'exception': traceback.format_exc()}
+        module.fail_json(msg=msg, recorded=record.for_module(p, 'backup', instance, 'failed', fields, module.check_mode),
+                         **dict(backup.report, **extra))
+    fields.update(backup_id=result.get('backup_id'), size=result.get('total_size'), duration=result.get('duration'))
+    result['recorded'] = record.for_module(p, 'backup', instance, 'backed_up', fields, module.check_mode)
     module.exit_json(**result)
 
 

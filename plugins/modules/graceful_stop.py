@@ -152,6 +152,30 @@ options:
       - Must be an absolute path; an existing non-directory is refused. A failure to write the file fails the task
         before any signal.
     type: path
+  record:
+    description:
+      - Write the record of the stop (V(stopped_gracefully), V(stopped_forced) or V(failed)) to the host's journal
+        (C(SYSLOG_IDENTIFIER=opsguard)) and, with O(notify_url), POST it to a webhook; see M(opsguard.anqicms.action_record)
+        and docs/records.md of the collection for the fields and the JSON.
+      - Nothing is recorded in check mode or when the target was already stopped. A host without journald or a webhook
+        that is down never fails the stop; RV(recorded) says what happened.
+    type: bool
+    default: true
+  notify_url:
+    description:
+      - An C(http://) or C(https://) URL the record is POSTed to (at most 3 tries within 5 seconds, certificates verified).
+        It may carry a token; it is never shown in a message or a result. Checked before anything else.
+    type: str
+  record_instance:
+    description:
+      - The instance named in the record. Default the unit (O(systemd_unit)), else the directory of the executable.
+      - Names the record only; it does not select or constrain the target. 1 to 255 characters without control characters.
+    type: str
+  record_reason:
+    description:
+      - Why the stop is done, for the record (for example the memory verdict). At most 1024 characters.
+    type: str
+    default: ''
 notes:
   - The module never signals PID 1, itself or one of its ancestors.
   - Every option is checked (types, ranges, regular expression, unit name) before anything is read or signalled;
@@ -318,6 +342,17 @@ plan:
   type: list
   elements: str
   sample: ["drain ports [8001] for up to 30 s", "send SIGTERM to PIDs [4242]", "SIGKILL survivors after 30 s"]
+recorded:
+  description:
+    - What was recorded (O(record)). C(journal) (bool) and C(journal_error); C(webhook) (V(delivered), V(failed) or V(off)),
+      C(webhook_error), C(webhook_attempts) and C(webhook_target) (C(scheme://host:port) only); C(seconds) (what recording took); C(fields), the record
+      (C(ACTION=stop), C(INSTANCE), C(OUTCOME), C(REASON), C(HOST), C(TIME), C(PID), C(UNIT), C(EXE), C(SIGNAL),
+      C(DURATION), C(RSS_BEFORE), C(RSS_FREED), C(DIAGNOSTICS), C(PORTS), C(PORT_RELEASED), C(DRAIN_CONNECTIONS_LEFT),
+      C(ERROR)).
+  returned: always
+  type: dict
+  sample: {journal: true, journal_error: null, webhook: "off", webhook_error: null, webhook_attempts: 0,
+           fields: {ACTION: stop, INSTANCE: /opt/anqicms/site1, OUTCOME: stopped_gracefully, RSS_FREED: 104857600}}
 '''
 
 import os
@@ -331,6 +366,7 @@ from ansible_collections.opsguard.anqicms.plugins.module_utils.options import ne
 
 try:
     from ansible_collections.opsguard.anqicms.plugins.module_utils import bounds, diagnostics, paths, procfs, sockets, stopping, targets, watchdogs
+    from ansible_collections.opsguard.anqicms.plugins.module_utils import record
     HAS_PROCESS_UTILS = True
     PROCESS_UTILS_ERROR = None
 except ImportError:  # pragma: no cover - only when the collection is broken
@@ -358,7 +394,28 @@ class Stopper(object):
             'changed': False, 'outcome': None, 'target': '', 'identity': None, 'pids': [], 'ports': [], 'signals': [],
             'drain': {'enabled': bool(self.p['drain'])}, 'stop_duration': 0.0, 'rss_before_bytes': 0,
             'rss_freed_bytes': 0, 'port_released': None, 'diagnostics_path': None, 'watchdogs': [], 'plan': [],
+            'recorded': record.not_recorded('nothing was stopped'),
         }
+        self.stopping = None  # (identity, unit) once the stop itself has begun: from then on, a record is written
+
+    def write_record(self, outcome: str, error: str | None = None) -> None:
+        """Write the record of this stop (journal, webhook); never fails the module."""
+        p = self.p
+        identity, unit = self.stopping
+        unit_name = (unit or {}).get('Id') or p['systemd_unit']
+        instance = p['record_instance'] or unit_name or os.path.dirname(identity.exe) or identity.exe
+        drain = self.result['drain']
+        fields = {
+            'pid': identity.pid, 'unit': unit_name, 'exe': identity.exe,
+            'signal': ','.join(s['signal'] for s in self.result['signals']) or None,
+            'duration': round(self.result['stop_duration'], 3) if self.result['signals'] else None,
+            'rss_before': self.result['rss_before_bytes'], 'rss_freed': self.result['rss_freed_bytes'],
+            'diagnostics': self.result['diagnostics_path'], 'ports': ','.join(str(x) for x in self.result['ports']) or None,
+            'port_released': self.result['port_released'],
+            'drain_connections_left': drain.get('connections_left') if drain.get('enabled') else None,
+            'error': error,
+        }
+        self.result['recorded'] = record.for_module(p, 'stop', instance, outcome, fields, self.module.check_mode)
 
     def fail(self, msg: str, **extra) -> None:
         signals = self.result['signals']
@@ -368,6 +425,8 @@ class Stopper(object):
         if signals and 'signals sent' not in msg:
             sent = ', '.join('%s to PID %d via %s' % (s['signal'], s['pid'], s['via']) for s in signals)
             msg += ' (signals sent before this: %s)' % sent
+        if self.stopping is not None and not self.module.check_mode:
+            self.write_record('failed', msg)
         self.module.fail_json(msg='%s: %s' % (_hostname(), msg), **dict(self.result, **extra))
 
     def systemctl(self, args: list) -> tuple:
@@ -458,6 +517,7 @@ class Stopper(object):
 
     def stop(self, identity, members, unit, signum, ports, drain_ports) -> None:
         p = self.p
+        self.stopping = (identity, unit)
         if p['drain']:
             if drain_ports:
                 self.result['drain'] = sockets.wait_drained(identity.pid, drain_ports, p['drain_timeout'],
@@ -498,6 +558,8 @@ class Stopper(object):
                       % (last, ', '.join('PID %d (%s)' % (s['pid'], s['exe']) for s in report['survivors']), p['escalate']))
         if ports and not self.result['port_released']:
             self.module.warn('port(s) %s still have a listener after the stop' % ports)
+        if self.result['outcome'] != 'already_stopped':
+            self.write_record(self.result['outcome'])
         self.module.exit_json(**self.result)
 
 
@@ -539,6 +601,9 @@ def validate(params: dict) -> str | None:
         diag = params['diagnostics_dir']
         if diag is not None and os.path.lexists(diag) and not os.path.isdir(diag):
             raise ProcessError('diagnostics_dir %s exists and is not a directory' % diag)
+        problems = record.option_problems(params)
+        if problems:
+            raise ProcessError(problems[0])
     except ProcessError as e:
         return str(e)
     return None
@@ -564,6 +629,10 @@ def main() -> None:
             drain_ports=dict(type='list', elements='int'),
             port_release_timeout=dict(type='float', default=5),
             diagnostics_dir=dict(type='path'),
+            record=dict(type='bool', default=True),
+            notify_url=dict(type='str', no_log=True),
+            record_instance=dict(type='str'),
+            record_reason=dict(type='str', default=''),
         ),
         'graceful_stop',
         mutually_exclusive=[('pid', 'pidfile', 'port', 'systemd_unit')],

@@ -112,6 +112,24 @@ options:
       - Limit in seconds for loading each dump and for each database client call, from 1 to 604800 (7 days).
     type: int
     default: 3600
+  record:
+    description:
+      - Write the record of the restore (C(ACTION=restore), C(OUTCOME=restored) or V(failed)) to the host's journal
+        (C(SYSLOG_IDENTIFIER=opsguard)) and, with O(notify_url), POST it to a webhook; docs/records.md of the collection
+        has the fields and the JSON. Nothing is recorded in check mode.
+      - A host without journald or a webhook that is down never fails the task; RV(recorded) says what happened.
+    type: bool
+    default: true
+  notify_url:
+    description:
+      - An C(http://) or C(https://) URL the record is POSTed to (at most 3 tries within 5 seconds, certificates
+        verified). It may carry a token; it is never shown in a message or a result. Checked before anything else.
+    type: str
+  record_reason:
+    description:
+      - Why the restore is done, for the record. At most 1024 characters.
+    type: str
+    default: ''
 attributes:
   check_mode:
     support: full
@@ -152,6 +170,15 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+recorded:
+  description:
+    - What was recorded (O(record)). C(journal) (bool) and C(journal_error); C(webhook) (V(delivered), V(failed) or
+      V(off)), C(webhook_error), C(webhook_attempts), C(webhook_target) (C(scheme://host:port) only); C(seconds) (what recording took); C(fields), the
+      record (C(ACTION=restore), C(INSTANCE), C(OUTCOME), C(REASON), C(HOST), C(TIME), C(PATH), C(BACKUP_ID), C(SITES), C(DURATION), C(ROLLED_BACK), C(ERROR)).
+  returned: always
+  type: dict
+  sample: {journal: true, journal_error: null, webhook: "off", webhook_error: null, webhook_attempts: 0,
+           fields: {ACTION: restore, INSTANCE: shop, OUTCOME: restored}}
 backup_id:
   description: ID of the backup restored.
   returned: when the backup was found
@@ -194,8 +221,12 @@ running:
   sample: []
 '''
 
+import os
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.opsguard.anqicms.plugins.module_utils import record
 from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_options import restore_option_problems
 from ansible_collections.opsguard.anqicms.plugins.module_utils.backup_store import hostname, show_value
 from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import MysqlClient, login_argument_spec
@@ -216,6 +247,9 @@ ARGUMENT_SPEC = dict(
     keep_previous=dict(type='bool', default=True),
     check_tables=dict(type='bool', default=True),
     timeout=dict(type='int', default=3600),
+    record=dict(type='bool', default=True),
+    notify_url=dict(type='str', no_log=True),
+    record_reason=dict(type='str', default=''),
     **login_argument_spec()
 )
 
@@ -228,15 +262,25 @@ def build_module() -> AnsibleModule:
 
 def main() -> None:
     module = build_module()
-    problems = restore_option_problems(module.params)
+    problems = restore_option_problems(module.params) + record.option_problems(module.params)
     if problems:
         module.fail_json(msg='restore of %s on %s refused, nothing was touched: %s'
                          % (show_value(module.params['path']), hostname(), '; '.join(problems)))
-    where = 'restore of %s on %s' % (module.params['path'], hostname())
+    p = module.params
+    where = 'restore of %s on %s' % (p['path'], hostname())
+    instance = p['instance'] or os.path.basename(os.path.normpath(p['path']))
+    fields = {'path': p['path'], 'backup_id': p['backup_id'] if p['backup_path'] is None else os.path.basename(p['backup_path'].rstrip('/')),
+              'sites': p['sites']}
+    started = time.monotonic()
     try:
-        result = Restore(module.params, client_factory=MysqlClient).run(check_mode=module.check_mode)
+        result = Restore(p, client_factory=MysqlClient).run(check_mode=module.check_mode)
     except RestoreFailed as exc:
-        module.fail_json(msg=exc.message(where), rolled_back=exc.rolled_back, rollback_problems=exc.problems, exception=exc.tb)
+        fields.update(duration=round(time.monotonic() - started, 3), rolled_back=exc.rolled_back or None, error=exc.message(where))
+        recorded = record.for_module(p, 'restore', instance, 'failed', fields, module.check_mode)
+        module.fail_json(msg=exc.message(where), rolled_back=exc.rolled_back, rollback_problems=exc.problems, exception=exc.tb,
+                         recorded=recorded)
+    fields.update(backup_id=result.get('backup_id') or fields['backup_id'], duration=round(time.monotonic() - started, 3))
+    result['recorded'] = record.for_module(p, 'restore', instance, 'restored', fields, module.check_mode)
     module.exit_json(**result)
 
 

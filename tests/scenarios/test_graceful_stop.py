@@ -12,11 +12,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 import pytest
 
 import standin
 from ansible_collections.opsguard.anqicms.tests.utils.wait import poll
+from ansible_collections.opsguard.anqicms.tests.utils.webhook_receiver import BlackHole, Receiver
 
 MODULE = 'opsguard.anqicms.graceful_stop'
 INSTANCES = {'a': ('/opt/gs-a', 8101), 'b': ('/opt/gs-b', 8102)}
@@ -176,6 +178,68 @@ def test_slow_request_completes_only_when_draining(node1, drain):
     else:
         assert result['drain'] == {'enabled': False}
         assert outcome['status'] != 200, 'the in-flight request was not cut: %s' % outcome
+
+
+def journal_records(fleet, host, reason: str) -> list:
+    """The action records on the host whose REASON is ``reason`` (journalctl -o json, one object a line)."""
+    out = fleet.exec(host, ['journalctl', '--no-pager', '-o', 'json', 'SYSLOG_IDENTIFIER=opsguard', 'REASON=' + reason]).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_the_stop_is_recorded_in_the_journal_and_at_the_webhook(node1):
+    """The stop writes one record to the host's journald and POSTs it to a receiver on the lab bridge; the token in the
+    URL reaches the receiver and nowhere else."""
+    fleet, host = node1
+    start(fleet, host, 'a')
+    pid_a = pid_of(fleet, host, 'a')
+    reason = 'scenario-%s' % uuid.uuid4().hex[:12]
+    token = uuid.uuid4().hex
+    receiver = Receiver(fleet.names.gateway)
+    try:
+        result = fleet.run_module(host, MODULE, {'exe': '/opt/gs-a/anqicms', 'timeout': 10, 'diagnostics_dir': '/var/log/gs-stops',
+                                                 'record_instance': 'gs-a', 'record_reason': reason,
+                                                 'notify_url': receiver.url('/hook?token=' + token)})
+    finally:
+        receiver.close()
+    assert not result.get('failed') and result['outcome'] == 'stopped_gracefully', result
+    recorded = result['recorded']
+    assert recorded['journal'] is True and recorded['webhook'] == 'delivered' and recorded['webhook_attempts'] == 1, recorded
+    assert token not in json.dumps(result)
+    assert _wait(lambda: len(journal_records(fleet, host, reason)) == 1, timeout=30), 'no journal record with REASON=' + reason
+    [entry] = journal_records(fleet, host, reason)
+    assert (entry['ACTION'], entry['INSTANCE'], entry['OUTCOME']) == ('stop', 'gs-a', 'stopped_gracefully'), entry
+    assert entry['PID'] == str(pid_a) and entry['SIGNAL'] == 'SIGTERM' and entry['EXE'] == '/opt/gs-a/anqicms'
+    assert int(entry['RSS_FREED']) == result['rss_freed_bytes'] > 0
+    assert entry['DIAGNOSTICS'] == result['diagnostics_path'] and entry['PORTS'] == '8101' and entry['PRIORITY'] == '5'
+    assert entry['_HOSTNAME'] == entry['HOST'] and entry['MESSAGE'].startswith('stop of gs-a on ')
+    [(path, body)] = receiver.posts
+    assert path == '/hook?token=' + token
+    [alert] = body['alerts']
+    assert alert['labels']['instance'] == 'gs-a' and alert['labels']['outcome'] == 'stopped_gracefully'
+    assert body['record']['rss_freed'] == result['rss_freed_bytes'] and body['record']['reason'] == reason
+    assert body['record']['diagnostics'] == result['diagnostics_path'] and body['record']['pid'] == pid_a
+
+
+def test_a_webhook_that_never_answers_does_not_hold_the_stop(node1):
+    """A receiver that accepts connections and never answers: the stop succeeds, the journal has the record, the
+    webhook is given up after the deadline (measured inside the module, so a busy machine cannot fake it)."""
+    fleet, host = node1
+    base_a = start(fleet, host, 'a')
+    reason = 'scenario-%s' % uuid.uuid4().hex[:12]
+    hole = BlackHole(fleet.names.gateway)
+    try:
+        result = fleet.run_module(host, MODULE, {'exe': '/opt/gs-a/anqicms', 'timeout': 10, 'record_reason': reason,
+                                                 'notify_url': hole.url('/hook')})
+    finally:
+        hole.close()
+    assert not result.get('failed') and result['outcome'] == 'stopped_gracefully', result
+    assert _status(base_a + '/install') != 200
+    recorded = result['recorded']
+    assert recorded['journal'] is True and recorded['webhook'] == 'failed', recorded
+    assert 'timed out' in recorded['webhook_error'] or 'no answer' in recorded['webhook_error'], recorded
+    assert 1 <= recorded['webhook_attempts'] <= 3 and recorded['seconds'] < 7, recorded
+    assert _wait(lambda: len(journal_records(fleet, host, reason)) == 1, timeout=30)
+    assert journal_records(fleet, host, reason)[0]['INSTANCE'] == '/opt/gs-a'
 
 
 def _mariadb_log(fleet, host, since: float) -> str:

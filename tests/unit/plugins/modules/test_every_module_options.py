@@ -115,3 +115,29 @@ def test_a_link_that_cannot_be_followed_is_refused(run_main, tmp_path, monkeypat
 
 def test_every_path_option_is_covered():
     assert {name for name, dummy in PATH_CASES} >= {'graceful_stop', 'anqicms_config', 'backup', 'restore'}
+
+
+# notify_url may carry a token: a refusal names the option and never shows the value.
+TOKEN = 'T0k3n-4f1d'
+HOSTILE_URLS = ['file:///etc/shadow?' + TOKEN, 'ftp://hooks/' + TOKEN, 'http://ops:' + TOKEN + '@hooks/', 'http://hooks/ ' + TOKEN,
+                'http://hooks/' + TOKEN + '\r\nX-Injected: 1', 'http://hooks:70000/' + TOKEN, 'http:///' + TOKEN, TOKEN, '',
+                'http://hooks/' + TOKEN + '\x00', 'http://hooks/' + TOKEN * 400]
+RECORDING = dict(MODULES, action_record=action_record)
+URL_CASES = [(name, url) for name, module in sorted(RECORDING.items()) if 'notify_url' in options_of(module) for url in HOSTILE_URLS]
+
+
+@pytest.mark.parametrize('name, url', URL_CASES, ids=['%s-%d' % (c[0], i) for i, c in enumerate(URL_CASES)])
+def test_a_hostile_notify_url_is_refused_without_showing_it(run_main, tmp_path, name, url):
+    before = tree(tmp_path)
+    result = run_main(RECORDING[name].main, dict(baseline(name, tmp_path), notify_url=url))
+    assert result.get('failed') is True, '%s accepted notify_url: %s' % (name, result)
+    assert 'exception' not in result, result['exception']
+    assert 'notify_url' in result['msg'], result['msg']
+    assert TOKEN not in str(result), result
+    assert tree(tmp_path) == before, 'a refused call changed files'
+
+
+def test_every_module_that_acts_records():
+    assert {name for name, dummy in URL_CASES} == {'graceful_stop', 'backup', 'restore', 'action_record'}
+    for name in ('graceful_stop', 'backup', 'restore'):
+        assert {'record', 'notify_url', 'record_reason'} <= set(options_of(RECORDING[name])), name
