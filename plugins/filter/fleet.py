@@ -282,7 +282,7 @@ def fleet_report(hosts: t.Any, fail_on: t.Any = 'critical', generated: t.Any = N
             rows.append({'host': host, 'verdict': 'unknown', 'level': LEVELS['unknown'],
                          'reasons': ['%s: %s' % ('unreachable' if kind == 'unreachable' else 'check failed', msg)],
                          'culprit': None, 'limit_bytes': None, 'limit_source': None, 'available_bytes': None,
-                         'pressure_some_avg10': None, 'trend': None})
+                         'pressure_some_avg10': None, 'trend': None, 'failure': kind})
             continue
         limit = _map(memory.get('limit'))
         pressure = memory.get('pressure')
@@ -295,6 +295,7 @@ def fleet_report(hosts: t.Any, fail_on: t.Any = 'critical', generated: t.Any = N
             'limit_bytes': limit.get('bytes'), 'limit_source': limit.get('source'), 'available_bytes': limit.get('available_bytes'),
             'pressure_some_avg10': _map(_map(pressure).get('some')).get('avg10') if pressure else None,
             'trend': _list(_map(trend).get('suspects')) if trend else None,
+            'failure': None,
         })
     failing = [] if fail_on == 'never' else [r['host'] for r in rows if r['level'] >= LEVELS[fail_on]]
     return {

@@ -22,6 +22,8 @@ import re
 import subprocess
 import sys
 import threading
+import time
+import xml.etree.ElementTree as ET
 from typing import Any, Iterator
 
 import pytest
@@ -141,13 +143,26 @@ def test_memory_check_exit_status_follows_fail_on(lab, inventory, tmp):
     assert (tmp / 'reports' / 'memory_check.md').read_text(encoding='utf-8').count('| ok |') == 5
 
     make_critical(lab, 'node3')
+    junit = tmp / 'junit' / 'memory_check.xml'
     for fail_on, failing in (('critical', True), ('warning', True), ('never', False)):
-        run = playbook(lab, inventory, 'memory_check', {'opsguard_fail_on': fail_on}, tmp)
+        extra = {'opsguard_fail_on': fail_on, **({'opsguard_junit_report': str(junit)} if fail_on == 'critical' else {})}
+        run = playbook(lab, inventory, 'memory_check', extra, tmp)
         assert (run.rc != 0) == failing, f'fail_on={fail_on}: rc {run.rc}\n' + run.out[-2000:]
         hosts = {h['host']: h for h in run.report('memory_check.json')['hosts']}
         assert hosts['node3']['verdict'] == 'critical' and hosts['node3']['culprit'] == 'anqicms:/opt/anqicms/www'
         if failing:
             assert 'node3 (critical, culprit anqicms:/opt/anqicms/www)' in run.out
+        if fail_on == 'critical':
+            # The JUnit report, written before the run failed: one case per host, the same outcomes as the JSON report.
+            root = ET.fromstring(junit.read_bytes())
+            cases = {case.get('name'): case for case in root.iter('testcase')}
+            assert sorted(cases) == sorted(hosts) == [f'node{i}' for i in range(1, 6)]
+            failure = cases['node3'].find('failure')
+            assert failure.get('type') == 'critical' and 'culprit: anqicms:/opt/anqicms/www' in failure.text
+            outcome = {'ok': [], 'warning': ['skipped'], 'critical': ['failure'], 'unknown': ['error']}
+            assert {h: [c.tag for c in case if c.tag != 'system-out'] for h, case in cases.items()} == \
+                {h: outcome[row['verdict']] for h, row in hosts.items()}
+            assert int(root.get('failures')) == sum(row['verdict'] == 'critical' for row in hosts.values())
     # Inputs are checked before anything is measured: a bad value, an old unprefixed name.
     for extra, message in (({'opsguard_fail_on': 'sometimes'}, "opsguard_fail_on must be one of critical, warning, never, got 'sometimes'."),
                            ({'fail_on': 'warning'}, 'fail_on was renamed opsguard_fail_on.'),

@@ -302,11 +302,12 @@ def test_fleet_report_rows():
     assert list(rows) == ['node1', 'node2', 'node3', 'node4', 'node5']
     assert rows['node1'] == {'host': 'node1', 'verdict': 'ok', 'level': 0, 'reasons': memory()['reasons'], 'culprit': None,
                              'limit_bytes': 1610612736, 'limit_source': 'cgroup v2', 'available_bytes': 1159641088,
-                             'pressure_some_avg10': None, 'trend': None}
+                             'pressure_some_avg10': None, 'trend': None, 'failure': None}
     assert rows['node2']['trend'] == ['anqicms:/opt/anqicms/www'] and rows['node2']['level'] == 1
     assert rows['node3']['culprit'] == 'anqicms:/opt/anqicms/www' and rows['node3']['pressure_some_avg10'] == 0.0
     assert rows['node4']['reasons'] == ['unreachable: ' + UNREACHABLE['msg']] and rows['node4']['level'] == 2
     assert rows['node5']['reasons'] == ['check failed: ' + FAILED['msg']] and rows['node5']['verdict'] == 'unknown'
+    assert [rows[h]['failure'] for h in rows] == [None, None, None, 'unreachable', 'failed']
 
 
 def test_fleet_report_refuses_bad_fail_on():
