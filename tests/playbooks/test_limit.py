@@ -13,7 +13,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PLAYBOOKS = ['memory_check', 'diagnose', 'emergency_stop', 'recover', 'backup', 'restore']
+PLAYBOOKS = ['memory_check', 'diagnose', 'emergency_stop', 'recover', 'backup', 'restore', 'recycle']
 
 
 def run(tmp_path: pathlib.Path, playbook: str, limit: str, *extra: str) -> subprocess.CompletedProcess:

@@ -31,7 +31,7 @@ def run(tmp_path: pathlib.Path, playbook: str, extra: dict, verbose: bool = Fals
     return subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
 
 
-@pytest.mark.parametrize('playbook', ['emergency_stop', 'recover', 'backup', 'restore'])
+@pytest.mark.parametrize('playbook', ['emergency_stop', 'recover', 'recycle', 'backup', 'restore'])
 @pytest.mark.parametrize('url, message', [
     (f'ftp://hooks.example.com/{TOKEN}', 'opsguard_notify_url must start with http:// or https://'),
     (f'https://ops:{TOKEN}@hooks.example.com/', 'opsguard_notify_url carries user:password@ credentials'),

@@ -7,10 +7,14 @@ memory_check's exit status follows opsguard_fail_on (bad inputs refused before m
 -> check mode stops nothing -> two critical hosts with min_healthy
 leaving room for one: exactly one stopped and the report says why not the other -> a rerun changes nothing ->
 recover brings it back -> a host whose network is cut mid-run: the other is stopped and the report shows the cut one.
+Then recycle: one instance under steady traffic through nginx (0 failed requests, a new PID) -> check mode plans only
+and the recycle limit refuses -> an instance that cannot start stays out of rotation and fails the run -> a config.json
+cut short or emptied as by a kill mid-rewrite is put back by recover and by recycle before the start.
 Then, on a 1-host self-contained fleet deployed once (lab ``<OPSGUARD_LAB_NAME>-pb1``): emergency_stop backup=true
 takes a cold backup and recover restore=latest brings back a row deleted after the stop; then, with the backups of
 that test removed, a cold backup drains, stops, backs up, starts and undrains, and restore.yml (check mode first)
 brings back a row deleted after the backup.
+Last, recycle restores a config.json cut short from the newest verified backup.
 Every outcome is confirmed from outside the playbook (systemd on the hosts, nginx state, the reports).
 """
 from __future__ import annotations
@@ -31,10 +35,12 @@ import pytest
 import fleet
 from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner
 from ansible_collections.opsguard.anqicms.tests.utils.lab import running_fleet
+from ansible_collections.opsguard.anqicms.tests.utils.webhook_receiver import Receiver
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tests' / 'demo'))
 import topology  # noqa: E402  pylint: disable=wrong-import-position
+import traffic  # noqa: E402  pylint: disable=wrong-import-position
 
 PLAYBOOKS = REPO / 'playbooks'
 LAB = fleet.derived_name('pb')
@@ -311,12 +317,145 @@ def test_network_cut_mid_run(lab, inventory, tmp):
     assert run.rc != 0 and f"Not stopped: {cut[0]}:www (unreachable" in run.out
 
 
+# ---------------------------------------------------------------- recycle (and config.json repair before a start)
+
+CONFIG = '/opt/anqicms/www/config.json'
+KEPT = '/var/lib/opsguard/config/opt_anqicms_www.json'
+
+
+def serving(lab: fleet.Fleet) -> list[str]:
+    return [h for h in APPS if unit_state(lab, h)[0] == 'active' and f'www@{lab.host(h).address}:8001' not in drained(lab)]
+
+
+def answers(lab: fleet.Fleet, host: str) -> bool:
+    out = lab.exec(host, "curl -s -m 5 http://127.0.0.1:8001/system/api/version/info || true", timeout=30).stdout
+    return '"code":0' in out.replace(' ', '')
+
+
+def wait_answers(lab: fleet.Fleet, host: str, seconds: float = 120) -> None:
+    """Bounded wait for systemd to (re)start the instance after a fix; fails the test when it never answers."""
+    deadline = time.monotonic() + seconds
+    while not answers(lab, host):
+        assert time.monotonic() < deadline, f'{host}:www did not answer within {seconds} s'
+        time.sleep(2)
+
+
+def test_recycle_under_traffic_loses_no_request(lab, inventory, tmp):
+    """Recycle one instance named as an alert names it (host and install directory), under steady reads and writes
+    through nginx: no request fails, no acknowledged write is lost, the instance has a new PID and serves again."""
+    for host in APPS:
+        release_memory(lab, host)
+    up = serving(lab)
+    for host in up:
+        wait_answers(lab, host)
+    assert len(up) >= 2, f'the earlier tests left fewer than two instances serving: {up}'
+    target = up[0]
+    pid_before = unit_state(lab, target)[2]
+    load = traffic.Traffic(f"http://{lab.host('node1').address}", topology.SERVER_NAME, threads=4, interval=0.05,
+                           duration=900, max_requests=100000, write_ratio=0.3)
+    load.start()
+    try:
+        run = playbook(lab, inventory, 'recycle', {'opsguard_instances': [f'{target}:/opt/anqicms/www']}, tmp)
+    finally:
+        result = load.stop()
+    assert run.rc == 0, run.out[-4000:]
+    assert result['requests'] > 50 and result['failed'] == 0, result['failures'][:5]
+    assert traffic.missing_ids(load.acknowledged, traffic.lab_sql(LAB, 'node1')) == []
+    [done] = run.report('recycle.json')['recycled']
+    assert (done['host'], done['name'], done['outcome'], done['config_repaired']) == (target, 'www', 'recycled', False), done
+    assert done['drained'] == [{'proxy': 'node1', 'site': 'www', 'backend': f'{lab.host(target).address}:8001'}], done
+    state = unit_state(lab, target)
+    assert state[:2] == ('active', 'enabled') and state[2] not in ('', '0', pid_before), (pid_before, state)
+    assert answers(lab, target) and target in serving(lab)
+    history = json.loads(lab.exec(target, 'cat /var/lib/opsguard/recycle/opt_anqicms_www.json').stdout)
+    assert history['directory'] == '/opt/anqicms/www' and len(history['recycled_at']) == 1, history
+    assert lab.exec(target, f'cmp {CONFIG} {KEPT}', check=False).returncode == 0, 'no last-good copy of config.json was kept'
+
+
+def test_recycle_plans_in_check_mode_and_refuses_beyond_the_limit(lab, inventory, tmp):
+    target = next(h for h in APPS if lab.exec(h, 'test -f /var/lib/opsguard/recycle/opt_anqicms_www.json', check=False).returncode == 0)
+    before = {h: unit_state(lab, h) for h in APPS}
+    run = playbook(lab, inventory, 'recycle', {'opsguard_instances': [f'{target}:www']}, tmp, check=True)
+    assert run.rc == 0, run.out[-3000:]
+    assert f'RECYCLE  {target}:www' in run.out and 'recycled 1 time(s) within the window' in run.out
+    assert 'check mode: plan only' in run.out and not (tmp / 'reports' / 'recycle.json').exists()
+    run = playbook(lab, inventory, 'recycle', {'opsguard_instances': [f'{target}:www'], 'opsguard_recycle_limit': 1}, tmp)
+    assert run.rc != 0, run.out[-3000:]
+    assert f'{target}:www: it was recycled 1 time(s) in the last 3600 s (opsguard_recycle_limit 1' in run.out, run.out[-3000:]
+    assert 'stop it and keep it stopped with opsguard.anqicms.emergency_stop' in run.out
+    assert 'Recycle | batch by batch' not in run.out
+    assert {h: unit_state(lab, h) for h in APPS} == before
+
+
+def test_recycle_failed_health_check_stays_out_of_rotation(lab, inventory, tmp):
+    """An instance that cannot start (its locales/ gone: AnQiCMS exits 1) fails the health check: the run fails naming
+    it and nginx keeps it out of rotation; once fixed, a recycle brings it back."""
+    up = serving(lab)
+    assert len(up) >= 2, up
+    victim = up[-1]
+    backend = f'www@{lab.host(victim).address}:8001'
+    lab.exec(victim, 'mv /opt/anqicms/www/locales /opt/anqicms/www/locales.off')
+    try:
+        run = playbook(lab, inventory, 'recycle', {'opsguard_instances': [f'{victim}:www'], 'opsguard_health_timeout': 10}, tmp)
+    finally:
+        lab.exec(victim, 'mv /opt/anqicms/www/locales.off /opt/anqicms/www/locales')
+    assert run.rc != 0, run.out[-3000:]
+    assert f'Not recycled: {victim}:www (failed at task' in run.out, run.out[-3000:]
+    [failed] = run.report('recycle.json')['recycled']
+    assert failed['outcome'] == 'failed' and 'health of' in failed['error'], failed
+    assert backend in drained(lab)
+    wait_answers(lab, victim)   # systemd restarts it (Restart=on-failure) now that it can start
+    assert backend in drained(lab), 'an instance that failed its health check went back into rotation by itself'
+    run = playbook(lab, inventory, 'recycle', {'opsguard_instances': [f'{victim}:www']}, tmp)
+    assert run.rc == 0, run.out[-4000:]
+    assert backend not in drained(lab) and victim in serving(lab)
+
+
+def test_kill_mid_config_rewrite_recover_and_recycle_restore_it(lab, inventory, tmp):
+    """AnQiCMS rewrites config.json with O_TRUNC and no fsync: a kill mid-write leaves it cut short or empty and the
+    instance cannot start. recover and recycle put back the last-good copy before the start and say so."""
+    stopped = [h for h in APPS if lab.exec(h, 'test -f /var/lib/opsguard/emergency_stop/opt_anqicms_www.json', check=False).returncode == 0]
+    if not stopped:
+        victim = serving(lab)[0]
+        run = playbook(lab, inventory, 'emergency_stop', {'opsguard_stop_instances': [f'{victim}:www'], 'opsguard_min_healthy': 1}, tmp)
+        assert run.rc == 0, run.out[-4000:]
+        stopped = [victim]
+    victim = stopped[0]
+    good = lab.exec(victim, f'cat {CONFIG}').stdout
+    assert lab.exec(victim, f'cmp {CONFIG} {KEPT}', check=False).returncode == 0, 'emergency_stop kept no last-good copy'
+    # The state a SIGKILL in the middle of AnQiCMS's own rewrite leaves: the first bytes only.
+    lab.exec(victim, f'head -c 25 {KEPT} > {CONFIG}')
+    run = playbook(lab, inventory, 'recover', {'opsguard_recover_instances': [f'{victim}:www']}, tmp)
+    assert run.rc == 0, run.out[-4000:]
+    assert f'{victim}:www {CONFIG} is not valid JSON' in run.out and f'config.json restored from the kept copy {KEPT}' in run.out
+    assert lab.exec(victim, f'cat {CONFIG}').stdout == good
+    assert unit_state(lab, victim)[:2] == ('active', 'enabled') and answers(lab, victim) and victim in serving(lab)
+
+    # Recycle: the file is emptied while the instance runs (it read it at start), as if the stop killed it mid-write.
+    target = next(h for h in serving(lab) if h != victim and lab.exec(h, f'test -f {KEPT}', check=False).returncode == 0)
+    good = lab.exec(target, f'cat {CONFIG}').stdout
+    lab.exec(target, f': > {CONFIG}')
+    run = playbook(lab, inventory, 'recycle', {'opsguard_instances': [f'{target}:www']}, tmp)
+    assert run.rc == 0, run.out[-4000:]
+    [done] = run.report('recycle.json')['recycled']
+    assert done['config_repaired'] is True and done['config_source']['kind'] == 'kept', done
+    assert 'is empty' in done['config_problem'] and f'{target}:www  RECYCLED' in run.out and 'config.json RESTORED' in run.out
+    assert lab.exec(target, f'cat {CONFIG}').stdout == good
+    assert answers(lab, target) and target in serving(lab)
+
+
 def test_cold_backup_on_stop_and_restore_on_recover(single_host, tmp):
-    """One self-contained host: emergency_stop backup=true, a write lost afterwards, recover restore=latest brings it back."""
+    """One self-contained host: emergency_stop backup=true, a write lost afterwards, recover restore=latest brings it back.
+    Every action (drain, stop, backup, restore, undrain) is recorded in the host's journal and POSTed to a webhook
+    receiver on the lab bridge; the webhook's token appears in no output."""
     single, inv = single_host
     posted = single.exec('node1', "curl -s -m 10 -H 'Host: www.demo.test' -d 'title=kept&content=before+the+stop' http://127.0.0.1:8001/api/archive")
     ident = json.loads(posted.stdout)['data']['id']
-    root = {'opsguard_backup_login_user': 'root', 'opsguard_restore_login_user': 'root'}
+    since = single.exec('node1', 'date +%s').stdout.strip()
+    receiver = Receiver(single.names.gateway)
+    token = os.urandom(12).hex()
+    root = {'opsguard_backup_login_user': 'root', 'opsguard_restore_login_user': 'root',
+            'opsguard_notify_url': receiver.url(f'/hook/{token}')}
 
     run = playbook(single, inv, 'emergency_stop', dict(root, opsguard_stop_instances=['node1:www'], opsguard_min_healthy=0,
                                                        opsguard_backup=True, opsguard_backup_verify=True), tmp)
@@ -332,6 +471,19 @@ def test_cold_backup_on_stop_and_restore_on_recover(single_host, tmp):
     count = single.exec('node1', ['mysql', '-N', '-B', '-e', f'SELECT COUNT(*) FROM anqicms_www.archives WHERE id = {int(ident)}'])
     assert count.stdout.strip() == '1', 'the restore did not bring the row back'
     assert unit_state(single, 'node1')[:2] == ('active', 'enabled')
+    receiver.close()
+    assert token not in run.out
+    out = single.exec('node1', f'journalctl --no-pager -o json SYSLOG_IDENTIFIER=opsguard INSTANCE=www --since @{since}').stdout
+    journal = [json.loads(line) for line in out.splitlines() if line.strip()]
+    actions = ['drain', 'stop', 'backup', 'restore', 'undrain']
+    outcomes = ['drained', 'stopped_gracefully', 'backed_up', 'restored', 'undrained']
+    assert [(e['ACTION'], e['OUTCOME']) for e in journal] == list(zip(actions, outcomes)), journal
+    assert journal[1]['REASON'] == 'emergency_stop: named in opsguard_stop_instances' and int(journal[1]['RSS_FREED']) > 0
+    assert journal[1]['DIAGNOSTICS'].startswith('/var/lib/opsguard/diagnostics/') and journal[2]['BACKUP_ID'] == stopped[0]['backup_id']
+    assert json.loads(journal[0]['DRAINS'])[0]['site'] == 'www'
+    assert [r['action'] for r in receiver.records()] == actions
+    assert all(path == f'/hook/{token}' for path, dummy in receiver.posts)
+    assert receiver.records()[1]['rss_freed'] == int(journal[1]['RSS_FREED'])
 
 
 def test_cold_backup_then_restore_playbook(single_host, tmp):
@@ -385,5 +537,25 @@ def test_cold_backup_then_restore_playbook(single_host, tmp):
     assert restored['undrained'] == [{'proxy': 'node1', 'site': 'www', 'backend': '127.0.0.1:8001'}], restored
     assert unit_state(single, 'node1')[:2] == ('active', 'enabled')
     assert drained(single) == []
+    via_nginx = single.exec('node1', "curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Host: www.demo.test' http://127.0.0.1/")
+    assert via_nginx.stdout.strip() == '200', via_nginx.stdout
+
+
+def test_recycle_restores_config_from_the_newest_verified_backup(single_host, tmp):
+    """No kept copy, a backup: the config.json a kill cut short is restored from the newest verified backup, the
+    instance is recycled (min_healthy 0: the only one) and serves."""
+    single, inv = single_host
+    backups = single.exec('node1', 'ls /var/backups/anqicms/www').stdout.split()
+    assert backups, 'the previous test left no backup of www'
+    good = single.exec('node1', 'cat /opt/anqicms/www/config.json').stdout
+    single.exec('node1', 'rm -f /var/lib/opsguard/config/opt_anqicms_www.json; head -c 30 /opt/anqicms/www/config.json > /tmp/cut; '
+                         'cat /tmp/cut > /opt/anqicms/www/config.json')
+    run = playbook(single, inv, 'recycle', {'opsguard_instances': ['node1:www'], 'opsguard_min_healthy': 0}, tmp)
+    assert run.rc == 0, run.out[-4000:]
+    [done] = run.report('recycle.json')['recycled']
+    assert done['config_repaired'] is True and done['config_source']['kind'] == 'backup', done
+    assert done['config_source']['id'] == sorted(backups)[-1], (done, backups)
+    assert json.loads(single.exec('node1', 'cat /opt/anqicms/www/config.json').stdout) == json.loads(good)
+    assert unit_state(single, 'node1')[:2] == ('active', 'enabled') and drained(single) == []
     via_nginx = single.exec('node1', "curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Host: www.demo.test' http://127.0.0.1/")
     assert via_nginx.stdout.strip() == '200', via_nginx.stdout

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from ansible_collections.opsguard.anqicms.plugins.doc_fragments.mysql_login import ModuleDocFragment
-from ansible_collections.opsguard.anqicms.plugins.modules import anqicms_config, backup, graceful_stop, memory_facts, restore
+from ansible_collections.opsguard.anqicms.plugins.modules import (action_record, anqicms_config, anqicms_config_repair, backup, graceful_stop,
+                                                                  memory_facts, restore)
 
 MODULES = {
     'memory_facts': memory_facts,
@@ -22,6 +23,7 @@ MODULES = {
     'anqicms_config': anqicms_config,
     'backup': backup,
     'restore': restore,
+    'anqicms_config_repair': anqicms_config_repair,
 }
 BAD = {
     'int': [float('inf'), '-Infinity', float('nan'), '1e999999999', 2 ** 80],
@@ -46,6 +48,10 @@ def baseline(name: str, tmp_path) -> dict:
         return {'path': str(tmp_path / 'config.json')}
     if name in ('backup', 'restore'):
         return {'path': str(tmp_path / 'instance'), 'dest': str(tmp_path / 'backups')}
+    if name == 'anqicms_config_repair':
+        return {'path': str(tmp_path / 'instance'), 'copies_dir': str(tmp_path / 'copies'), 'backup_dest': str(tmp_path / 'backups')}
+    if name == 'action_record':
+        return {'action': 'drain', 'instance': 'www', 'outcome': 'drained'}
     return {}
 
 
