@@ -4,7 +4,8 @@ Three artefacts, built together once by ``mmdebstrap`` from the Debian registry 
 
 - ``apt/<key>/``: a flat apt repository (``*.deb``, ``Packages``, ``Release``, indexed by ``apt-ftparchive``) holding
   every package of the provisioned image: the base system plus the closure of the packages the roles install
-  (read from the roles' ``defaults/main.yml``) and python3-apt, which ``ansible.builtin.apt`` installs for itself.
+  (read from the roles' ``defaults/main.yml``) and python3-apt, which ``ansible.builtin.apt`` installs for itself;
+  also the monitor role's packages (node_exporter, Prometheus, Alertmanager), which the images do not install.
 - ``images/<key>/fresh/``: a minimal Debian 12 (``minbase`` + systemd, dbus, sshd, python3, iproute2), built from
   that repository, with nothing the roles install: what a user's first deploy meets.
 - ``images/<key>/provisioned/``: the same base with the roles' packages installed and their services (MariaDB,
@@ -49,6 +50,9 @@ REGISTRY = (
 )
 # Variables of roles/<role>/defaults/main.yml that list the packages a role installs.
 ROLE_PACKAGE_VARS = (("app", "app_packages"), ("database", "database_packages"), ("proxy", "proxy_packages"))
+# Packages a role installs that the repository holds (with their closure, without Recommends, as the role installs
+# them) but the provisioned image does not: their services would run on every host of every scenario.
+MIRROR_ONLY_PACKAGE_VARS = (("monitor", "monitor_packages"), ("monitor", "monitor_prometheus_packages"))
 # ansible.builtin.apt installs python3-apt by itself on a host without it (and cannot run in check mode before).
 MODULE_PACKAGES = ("python3-apt",)
 MIRROR_HOST = "apt-mirror"
@@ -68,12 +72,11 @@ class ImageError(RuntimeError):
     """An image or the repository could not be built; the message names the step and the fix."""
 
 
-def role_packages() -> list[str]:
-    """The packages the roles install, read from their defaults (one source of truth)."""
+def _packages(variables: tuple[tuple[str, str], ...]) -> list[str]:
     import yaml  # pylint: disable=import-outside-toplevel
 
     packages: list[str] = []
-    for role, var in ROLE_PACKAGE_VARS:
+    for role, var in variables:
         path = REPO_ROOT / "roles" / role / "defaults" / "main.yml"
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         value = data.get(var)
@@ -83,11 +86,21 @@ def role_packages() -> list[str]:
     return packages
 
 
+def role_packages() -> list[str]:
+    """The packages the roles install and the provisioned image has, read from their defaults (one source of truth)."""
+    return _packages(ROLE_PACKAGE_VARS)
+
+
+def mirror_only_packages() -> list[str]:
+    """The packages roles install that the repository holds but the provisioned image does not."""
+    return _packages(MIRROR_ONLY_PACKAGE_VARS)
+
+
 def recipe() -> dict:
     """Everything that changes the built artefacts; its hash is the cache key."""
     return {"version": RECIPE_VERSION, "suite": SUITE, "variant": VARIANT, "base": list(BASE_PACKAGES),
-            "roles": role_packages(), "module": list(MODULE_PACKAGES), "registry": list(REGISTRY),
-            "sources": SOURCES_LIST}
+            "roles": role_packages(), "mirror_only": mirror_only_packages(), "module": list(MODULE_PACKAGES),
+            "registry": list(REGISTRY), "sources": SOURCES_LIST}
 
 
 def key() -> str:
@@ -200,11 +213,16 @@ def _build_into(work: Path, log: Path) -> dict[str, float]:
     for path in (apt_dir, images, lists):
         path.mkdir()
     everything = [*BASE_PACKAGES, *role_packages(), *MODULE_PACKAGES]
+    mirror_only = mirror_only_packages()
     # 1. The provisioned image from the registry; every .deb it installed (also the essential ones) is kept
-    #    and copied out: that is the repository's content.
+    #    and copied out: that is the repository's content, with the mirror-only packages downloaded (not installed)
+    #    by mmdebstrap's own apt configuration.
     start = time.monotonic()
+    download = ('APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-get --yes --download-only --no-install-recommends install '
+                + " ".join(_sh_quote(p) for p in mirror_only))
     _run(["mmdebstrap", f"--variant={VARIANT}", "--mode=root", "--format=directory", "--skip=essential/unlink",
           f"--include={','.join(everything)}",
+          *([f"--customize-hook={download}"] if mirror_only else []),
           f"--customize-hook=sync-out /var/cache/apt/archives {apt_dir}",
           f"--customize-hook=sync-out /var/lib/apt/lists {lists}",
           f"--customize-hook={_sources_hook()}",

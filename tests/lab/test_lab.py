@@ -416,6 +416,9 @@ def test_images_are_built_once_and_then_come_from_the_cache(monkeypatch: pytest.
     packages = (built["apt"] / "Packages").read_text(encoding="utf-8")
     for package in manifest["recipe"]["roles"] + ["python3-apt", "systemd"]:
         assert f"\nPackage: {package}\n" in f"\n{packages}", f"{package} is not in the local repository"
+    for package in manifest["recipe"]["mirror_only"]:  # in the repository, not installed in the provisioned image
+        assert f"\nPackage: {package}\n" in f"\n{packages}", f"{package} is not in the local repository"
+        assert not (built["provisioned"] / f"var/lib/dpkg/info/{package}.list").exists(), package
     for kind in ("fresh", "provisioned"):
         sources = (built[kind] / "etc/apt/sources.list").read_text(encoding="utf-8")
         assert [line for line in sources.splitlines() if line.startswith("deb")] == \
