@@ -370,6 +370,17 @@ def test_recycle_under_traffic_loses_no_request(lab, inventory, tmp):
     history = json.loads(lab.exec(target, 'cat /var/lib/opsguard/recycle/opt_anqicms_www.json').stdout)
     assert history['directory'] == '/opt/anqicms/www' and len(history['recycled_at']) == 1, history
     assert lab.exec(target, f'cmp {CONFIG} {KEPT}', check=False).returncode == 0, 'no last-good copy of config.json was kept'
+    # The journal of the host: the drain, the stop and the undrain the app role records, then the recycle itself.
+    records = []
+    for _attempt in range(20):
+        out = lab.exec(target, 'journalctl --no-pager -o json SYSLOG_IDENTIFIER=opsguard INSTANCE=www ACTION=recycle',
+                       check=False).stdout
+        records = [json.loads(line) for line in out.splitlines() if line.strip()]
+        if records:
+            break
+        time.sleep(0.5)
+    assert records, 'no ACTION=recycle record in the journal of ' + target
+    assert (records[-1]['OUTCOME'], records[-1]['DIRECTORY'], records[-1]['CONFIG_REPAIRED']) == ('recycled', '/opt/anqicms/www', 'false'), records[-1]
 
 
 def test_recycle_plans_in_check_mode_and_refuses_beyond_the_limit(lab, inventory, tmp):
