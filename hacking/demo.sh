@@ -5,7 +5,10 @@
 # then memory_check (fails, naming the host) -> emergency_stop (only that instance) -> diagnose -> recover,
 # and counts failed requests and acknowledged-but-missing writes.
 #   hacking/demo.sh          run it (a stale demo fleet is removed first)
-#   hacking/demo.sh --down   tear the demo fleet down
+#   hacking/demo.sh --heal   act 2, automatic (also: make demo DEMO_ACT=heal): a fleet of its own with the monitor role,
+#                            Prometheus + Alertmanager -> ansible-rulebook on this machine; node2's instance leaks and
+#                            the fleet recycles it by itself before the kernel's OOM kill (tests/demo/heal.py)
+#   hacking/demo.sh --down   tear the demo fleets down
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 LAB="${OPSGUARD_DEMO_LAB:-demo}"
@@ -16,14 +19,20 @@ REPORTS="$OUT/reports"
 export ANSIBLE_COLLECTIONS_PATH="$ROOT/.collections" PATH="$ROOT/.venv/bin:$PATH"
 export ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE_NOCOLOR=1
 
+export OPSGUARD_HEAL_LAB="${LAB}-heal" OPSGUARD_HEAL_OUT="$OUT/heal"
 if [[ "${1:-}" == "--down" ]]; then
     timeout 300 "${FLEET[@]}" down
-    echo "demo fleet '$LAB' is down"
+    timeout 300 "$PY" "$ROOT/tests/demo/heal.py" down
+    echo "demo fleets '$LAB' and '$OPSGUARD_HEAL_LAB' are down"
     exit 0
 fi
 if [[ $EUID -ne 0 ]]; then
     echo "make demo builds a test fleet (namespaces, cgroups): run it as root" >&2
     exit 1
+fi
+if [[ "${1:-}" == "--heal" || "${DEMO_ACT:-}" == "heal" ]]; then
+    # Act 2: nobody types anything. Timeline and counts on stdout; exit status 3 when the kernel won.
+    exec timeout 3600 "$PY" "$ROOT/tests/demo/heal.py" all --leak-mib-per-s "${DEMO_LEAK_MIB_PER_S:-4}"
 fi
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
