@@ -105,8 +105,10 @@ class Rulebook:
             'opsguard_recycle_playbook': str(self.work / 'record_recycle.yml'),
             'opsguard_diagnose_playbook': str(self.work / 'record_diagnose.yml'),
         }))
+        # Like a fleet's inventory: no localhost in it. The recording playbooks, like the collection's, run their
+        # play on the implicit localhost, which the rulebook's --limit must not leave out.
         (self.work / 'inventory').write_text(
-            f'localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n')
+            f'[app]\nnode1 ansible_connection=local ansible_python_interpreter={sys.executable}\n')
         env = dict(os.environ, JAVA_HOME=java_home(), OPSGUARD_EDA_TOKEN=TOKEN,
                    ANSIBLE_COLLECTIONS_PATH=str(REPO / '.collections'),
                    PATH=f'{VENV_BIN}{os.pathsep}{os.environ.get("PATH", "")}', ANSIBLE_NOCOLOR='1')
