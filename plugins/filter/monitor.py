@@ -25,6 +25,8 @@ DURATION_RE = re.compile(r'^[1-9][0-9]*(ms|s|m|h|d|w|y)\Z')
 TARGET_RE = re.compile(r'^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):([0-9]{1,5})\Z')
 LABEL_RE = re.compile(r'^[^\x00-\x1f\x7f]{1,253}\Z')
 URL_RE = re.compile(r'^https?://[^\s/?#@]+(:[0-9]{1,5})?(/[^\s]*)?\Z')
+# A bearer token: printable ASCII without blanks (RFC 6750 b64token and more), or empty.
+TOKEN_RE = re.compile(r'[\x21-\x7e]*\Z')
 
 
 def _show(value: t.Any) -> str:
@@ -153,8 +155,10 @@ def monitor_prometheus_config(targets: t.Any, scrape_interval: t.Any = 15, evalu
     }
 
 
-def monitor_alertmanager_config(webhook_url: t.Any = '', group_wait: t.Any = 30, repeat_interval: t.Any = '4h') -> dict[str, t.Any]:
-    """alertmanager.yml: one route grouped by alert, host and service; a webhook receiver when a URL is given."""
+def monitor_alertmanager_config(webhook_url: t.Any = '', group_wait: t.Any = 30, repeat_interval: t.Any = '4h',
+                                webhook_token: t.Any = '') -> dict[str, t.Any]:
+    """alertmanager.yml: one route grouped by alert, host and service; a webhook receiver when a URL is given, with
+    ``Authorization: Bearer TOKEN`` when a token is given (the collection's Event-Driven Ansible source asks for one)."""
     problems: list[str] = []
     wait = _integer({'monitor_alertmanager_group_wait': group_wait}, 'monitor_alertmanager_group_wait', 0, 3600, problems)
     if not isinstance(repeat_interval, str) or not DURATION_RE.match(repeat_interval):
@@ -165,11 +169,23 @@ def monitor_alertmanager_config(webhook_url: t.Any = '', group_wait: t.Any = 30,
         # the URL may carry a token: never shown
         problems.append('monitor_alertmanager_webhook_url: give an http:// or https:// URL without blanks (value not shown), '
                         'or leave it empty.')
+    if webhook_token is None:
+        webhook_token = ''
+    if not isinstance(webhook_token, str) or len(webhook_token) > 4096 or not TOKEN_RE.match(webhook_token):
+        # a secret: never shown
+        problems.append('monitor_alertmanager_webhook_token: give the bearer token as printable characters without blanks '
+                        '(at most 4096; value not shown), or leave it empty.')
+    elif webhook_token and not webhook_url:
+        problems.append('monitor_alertmanager_webhook_token is set but monitor_alertmanager_webhook_url is empty: the token '
+                        'is only sent with the webhook.')
     if problems:
         raise AnsibleFilterError('The monitor role refuses its Alertmanager options: ' + ' '.join(problems))
     receiver: dict[str, t.Any] = {'name': 'opsguard'}
     if webhook_url:
-        receiver['webhook_configs'] = [{'url': webhook_url, 'send_resolved': True}]
+        webhook: dict[str, t.Any] = {'url': webhook_url, 'send_resolved': True}
+        if webhook_token:
+            webhook['http_config'] = {'authorization': {'type': 'Bearer', 'credentials': webhook_token}}
+        receiver['webhook_configs'] = [webhook]
     return {
         'route': {'receiver': 'opsguard', 'group_by': ['alertname', 'instance', 'service'],
                   'group_wait': '%ds' % wait, 'group_interval': '1m', 'repeat_interval': repeat_interval},

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+from hypothesis import given, strategies as st
 import yaml
 
 from ansible.errors import AnsibleFilterError
@@ -117,6 +118,41 @@ def test_alertmanager_config_with_and_without_a_webhook():
     hooked = F.monitor_alertmanager_config('https://hooks.example.com/alert?token=s3cret', 0, '30m')
     assert hooked['receivers'] == [{'name': 'opsguard', 'webhook_configs': [
         {'url': 'https://hooks.example.com/alert?token=s3cret', 'send_resolved': True}]}]
+
+
+def test_a_webhook_token_becomes_a_bearer_authorization():
+    hooked = F.monitor_alertmanager_config('http://eda.example.com:5001/alerts', 5, '4h', 'tok-3n.s3cret_~')
+    assert hooked['receivers'] == [{'name': 'opsguard', 'webhook_configs': [
+        {'url': 'http://eda.example.com:5001/alerts', 'send_resolved': True,
+         'http_config': {'authorization': {'type': 'Bearer', 'credentials': 'tok-3n.s3cret_~'}}}]}]
+    assert F.monitor_alertmanager_config('http://eda.example.com/', 5, '4h', None) == \
+        F.monitor_alertmanager_config('http://eda.example.com/', 5, '4h', '')
+
+
+@pytest.mark.parametrize('url, token, fragment', [
+    ('http://eda/', 'has s3cret blank', 'printable characters without blanks'),
+    ('http://eda/', 's3cret\nnewline', 'printable characters without blanks'),
+    ('http://eda/', 'x' * 4097 + 's3cret', 'at most 4096'),
+    ('http://eda/', 123, 'printable characters without blanks'),
+    ('', 's3cret', 'monitor_alertmanager_webhook_url is empty'),
+])
+def test_a_bad_webhook_token_is_refused_without_showing_it(url, token, fragment):
+    with pytest.raises(AnsibleFilterError) as caught:
+        F.monitor_alertmanager_config(url, 30, '4h', token)
+    assert fragment in str(caught.value) and 'monitor_alertmanager_webhook_token' in str(caught.value)
+    assert 's3cret' not in str(caught.value)
+
+
+@given(st.text(max_size=64))
+def test_any_token_is_refused_or_passed_through_unchanged(token):
+    try:
+        config = F.monitor_alertmanager_config('http://eda/', 30, '4h', token)
+    except AnsibleFilterError:
+        assert any(not 0x21 <= ord(c) <= 0x7e for c in token), repr(token)  # refused only for a blank or non-printable
+        return
+    hooks = config['receivers'][0]['webhook_configs']
+    assert all(0x21 <= ord(c) <= 0x7e for c in token)
+    assert hooks[0].get('http_config', {}).get('authorization', {}).get('credentials', '') == token
 
 
 @pytest.mark.parametrize('url', ['ftp://x/', 'http://has space/', 'https://user:s3cret@host/', 5])
