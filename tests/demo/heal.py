@@ -33,14 +33,11 @@ Environment: OPSGUARD_HEAL_LAB (lab name, default ``heal``), OPSGUARD_HEAL_OUT (
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import re
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -56,6 +53,8 @@ sys.path[:0] = [p for p in (str(HERE), str(REPO / 'tests' / 'lab'), str(REPO / '
 import fleet  # noqa: E402  pylint: disable=wrong-import-position
 import topology  # noqa: E402  pylint: disable=wrong-import-position
 import traffic  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.opsguard.anqicms.tests.utils.java import java_home  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.opsguard.anqicms.tests.utils.ports import port_answers  # noqa: E402  pylint: disable=wrong-import-position
 
 LAB = os.environ.get('OPSGUARD_HEAL_LAB', 'heal')
 OUT = Path(os.environ.get('OPSGUARD_HEAL_OUT', str(REPO / '.build' / 'heal')))
@@ -189,26 +188,6 @@ def up() -> fleet.Fleet:
 
 # ---------------------------------------------------------------------------------------------------- the rulebook
 
-def java_home() -> str:
-    candidates = [os.environ.get('JAVA_HOME', '')]
-    java = shutil.which('java')
-    if java:
-        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(java))))
-    candidates.extend(sorted(glob.glob('/usr/lib/jvm/java-*-openjdk-*'), reverse=True))
-    for home in candidates:
-        if home and os.access(os.path.join(home, 'bin', 'java'), os.X_OK):
-            return home
-    raise RuntimeError('ansible-rulebook needs a Java 17 runtime: install openjdk-17-jre-headless or set JAVA_HOME')
-
-
-def port_answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 class Rulebook:
     """ansible-rulebook with opsguard.anqicms.memory_remediation on the lab bridge address, in its own directory."""
 
@@ -220,7 +199,7 @@ class Rulebook:
     def start(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         host = eda_address(self.lab)
-        if port_answers(host, EDA_PORT):
+        if port_answers(EDA_PORT, host):
             raise RuntimeError(f'something already listens on {host}:{EDA_PORT}: stop it first')
         (self.work / 'vars.yml').write_text(json.dumps({
             'opsguard_eda_host': host, 'opsguard_eda_port': EDA_PORT,
@@ -233,7 +212,7 @@ class Rulebook:
                  '-i', str(OUT / 'inventory.yml'), '--vars', str(self.work / 'vars.yml')],
                 cwd=self.work, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        wait_until(lambda: port_answers(host, EDA_PORT) or self.proc.poll() is not None, START_TIMEOUT,
+        wait_until(lambda: port_answers(EDA_PORT, host) or self.proc.poll() is not None, START_TIMEOUT,
                    f'ansible-rulebook listening on {host}:{EDA_PORT}', every=1)
         if self.proc.poll() is not None:
             raise RuntimeError(f'ansible-rulebook exited: {self.text()[-3000:]}')

@@ -5,27 +5,18 @@ Runs the real playbooks against this machine over the local connection (memory_c
 """
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
-import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from local_playbook import run_playbook
+
 PLAYBOOKS = ['memory_check', 'diagnose', 'emergency_stop', 'recover', 'backup', 'restore', 'recycle']
 
 
 def run(tmp_path: pathlib.Path, playbook: str, limit: str, *extra: str) -> subprocess.CompletedProcess:
-    inventory = tmp_path / 'inventory.yml'
-    inventory.write_text('all:\n  children:\n    app:\n      hosts:\n        node1:\n'
-                         '          ansible_connection: local\n'
-                         f'          ansible_python_interpreter: {sys.executable}\n')
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / '.collections'), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
-    args = [str(pathlib.Path(sys.executable).with_name('ansible-playbook')), '-i', str(inventory),
-            f'opsguard.anqicms.{playbook}', '--limit', limit, '-e', f'opsguard_report_dir={tmp_path}/reports', *extra]
-    return subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    return run_playbook(tmp_path, playbook, '--limit', limit, '-e', f'opsguard_report_dir={tmp_path}/reports', *extra)
 
 
 @pytest.mark.parametrize('playbook', PLAYBOOKS)

@@ -7,27 +7,18 @@ whose SSH port refuses connections.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
-from test_limit import ROOT
+from local_playbook import run_playbook
 
 
 def run(tmp_path: pathlib.Path, *extra: str) -> subprocess.CompletedProcess:
-    inventory = tmp_path / 'inventory.yml'
-    inventory.write_text('all:\n  children:\n    app:\n      hosts:\n        node1:\n'
-                         '          ansible_connection: local\n'
-                         f'          ansible_python_interpreter: {sys.executable}\n'
-                         '    database:\n      hosts:\n        gone1:\n'
-                         '          ansible_host: 127.0.0.1\n          ansible_port: 1\n          ansible_connection: ssh\n')
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / '.collections'), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0', ANSIBLE_HOST_KEY_CHECKING='0')
-    args = [str(pathlib.Path(sys.executable).with_name('ansible-playbook')), '-i', str(inventory),
-            'opsguard.anqicms.memory_check', '-e', f'opsguard_report_dir={tmp_path}/reports', *extra]
-    return subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    unreachable = ('    database:\n      hosts:\n        gone1:\n'
+                   '          ansible_host: 127.0.0.1\n          ansible_port: 1\n          ansible_connection: ssh\n')
+    return run_playbook(tmp_path, 'memory_check', '-e', f'opsguard_report_dir={tmp_path}/reports', *extra,
+                        more_inventory=unreachable, env={'ANSIBLE_HOST_KEY_CHECKING': '0'})
 
 
 def cases(path: pathlib.Path) -> tuple[ET.Element, dict[str, ET.Element]]:

@@ -6,29 +6,20 @@ Runs the real playbooks against this machine over the local connection, in check
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
-import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from local_playbook import run_playbook
+
 TOKEN = 'sEcReT-6c1f0a'
 
 
 def run(tmp_path: pathlib.Path, playbook: str, extra: dict, verbose: bool = False) -> subprocess.CompletedProcess:
-    inventory = tmp_path / 'inventory.yml'
-    inventory.write_text('all:\n  children:\n    app:\n      hosts:\n        node1:\n'
-                         '          ansible_connection: local\n'
-                         f'          ansible_python_interpreter: {sys.executable}\n')
     variables = tmp_path / 'vars.json'  # the URL is a secret: through a file, as operators should give it
     variables.write_text(json.dumps(dict({'opsguard_report_dir': str(tmp_path / 'reports')}, **extra)))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / '.collections'), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
-    args = [str(pathlib.Path(sys.executable).with_name('ansible-playbook')), '-i', str(inventory), f'opsguard.anqicms.{playbook}',
-            '--check', '-e', f'@{variables}'] + (['-vv'] if verbose else [])
-    return subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    return run_playbook(tmp_path, playbook, '--check', '-e', f'@{variables}', *(['-vv'] if verbose else []))
 
 
 @pytest.mark.parametrize('playbook', ['emergency_stop', 'recover', 'recycle', 'backup', 'restore'])

@@ -23,12 +23,10 @@ No test fleet: everything runs on this machine, as the user running the tests.
 """
 from __future__ import annotations
 
-import glob
 import itertools
 import json
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +39,7 @@ import yaml
 from ansible_rulebook.util import substitute_variables
 
 from ansible_collections.opsguard.anqicms.extensions.eda.plugins.event_source import alertmanager
+from ansible_collections.opsguard.anqicms.tests.utils.java import java_home as shared_java_home
 from ansible_collections.opsguard.anqicms.tests.utils.ports import free_port, port_answers
 from ansible_collections.opsguard.anqicms.tests.utils.wait import wait_for
 
@@ -70,17 +69,11 @@ RECORDING_PLAYBOOK = """\
 
 
 def java_home() -> str:
-    """A Java 17+ home for ansible-rulebook: JAVA_HOME when it holds a JVM, else the java on PATH, else /usr/lib/jvm."""
-    candidates = [os.environ.get('JAVA_HOME', '')]
-    java = shutil.which('java')
-    if java:
-        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(java))))
-    candidates.extend(sorted(glob.glob('/usr/lib/jvm/java-*-openjdk-*'), reverse=True))
-    for home in candidates:
-        if home and os.access(os.path.join(home, 'bin', 'java'), os.X_OK):
-            return home
-    pytest.fail('ansible-rulebook needs a Java 17 runtime: install openjdk-17-jre-headless (hacking/apt-packages.txt, '
-                'make setup as root) or set JAVA_HOME')
+    """The JVM for ansible-rulebook (tests/utils/java.py); without one the test fails saying what to install."""
+    try:
+        return shared_java_home()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 class Rulebook:
