@@ -156,11 +156,17 @@ def monitor_prometheus_config(targets: t.Any, scrape_interval: t.Any = 15, evalu
 
 
 def monitor_alertmanager_config(webhook_url: t.Any = '', group_wait: t.Any = 30, repeat_interval: t.Any = '4h',
-                                webhook_token: t.Any = '') -> dict[str, t.Any]:
+                                webhook_token: t.Any = '', critical_group_wait: t.Any = 5) -> dict[str, t.Any]:
     """alertmanager.yml: one route grouped by alert, host and service; a webhook receiver when a URL is given, with
-    ``Authorization: Bearer TOKEN`` when a token is given (the collection's Event-Driven Ansible source asks for one)."""
+    ``Authorization: Bearer TOKEN`` when a token is given (the collection's Event-Driven Ansible source asks for one).
+
+    Critical alerts have a child route with their own, shorter ``group_wait``: each group is one alert of one instance,
+    so there is nothing to wait for, and the wait is part of the time from the threshold to the remediation's drain.
+    """
     problems: list[str] = []
     wait = _integer({'monitor_alertmanager_group_wait': group_wait}, 'monitor_alertmanager_group_wait', 0, 3600, problems)
+    critical_wait = _integer({'monitor_alertmanager_critical_group_wait': critical_group_wait},
+                             'monitor_alertmanager_critical_group_wait', 0, 3600, problems)
     if not isinstance(repeat_interval, str) or not DURATION_RE.match(repeat_interval):
         problems.append('monitor_alertmanager_repeat_interval=%s: give a duration such as 4h or 30m.' % _show(repeat_interval))
     if webhook_url is None:
@@ -188,7 +194,8 @@ def monitor_alertmanager_config(webhook_url: t.Any = '', group_wait: t.Any = 30,
         receiver['webhook_configs'] = [webhook]
     return {
         'route': {'receiver': 'opsguard', 'group_by': ['alertname', 'instance', 'service'],
-                  'group_wait': '%ds' % wait, 'group_interval': '1m', 'repeat_interval': repeat_interval},
+                  'group_wait': '%ds' % wait, 'group_interval': '1m', 'repeat_interval': repeat_interval,
+                  'routes': [{'matchers': ['severity="critical"'], 'group_wait': '%ds' % critical_wait}]},
         'inhibit_rules': [{'source_matchers': ['severity="critical"'], 'target_matchers': ['severity="warning"'],
                            'equal': ['instance', 'service']}],
         'receivers': [receiver],

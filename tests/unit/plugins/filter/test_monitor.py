@@ -114,10 +114,20 @@ def test_alertmanager_config_with_and_without_a_webhook():
     bare = F.monitor_alertmanager_config('', 30, '4h')
     assert bare['receivers'] == [{'name': 'opsguard'}]
     assert bare['route'] == {'receiver': 'opsguard', 'group_by': ['alertname', 'instance', 'service'],
-                             'group_wait': '30s', 'group_interval': '1m', 'repeat_interval': '4h'}
+                             'group_wait': '30s', 'group_interval': '1m', 'repeat_interval': '4h',
+                             'routes': [{'matchers': ['severity="critical"'], 'group_wait': '5s'}]}
     hooked = F.monitor_alertmanager_config('https://hooks.example.com/alert?token=s3cret', 0, '30m')
     assert hooked['receivers'] == [{'name': 'opsguard', 'webhook_configs': [
         {'url': 'https://hooks.example.com/alert?token=s3cret', 'send_resolved': True}]}]
+
+
+def test_critical_alerts_have_their_own_group_wait():
+    assert F.monitor_alertmanager_config('', 30, '4h', '', 0)['route']['routes'] == [
+        {'matchers': ['severity="critical"'], 'group_wait': '0s'}]
+    for bad in (-1, 3601, 2.5, True, 'soon', None, float('nan'), float('inf')):
+        with pytest.raises(AnsibleFilterError) as caught:
+            F.monitor_alertmanager_config('', 30, '4h', '', bad)
+        assert 'monitor_alertmanager_critical_group_wait' in str(caught.value)
 
 
 def test_a_webhook_token_becomes_a_bearer_authorization():
