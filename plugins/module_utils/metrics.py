@@ -13,7 +13,11 @@
 Growth and ETA: each pass compares a service's RSS with the previous pass's sample. The instantaneous rate is
 smoothed with an exponentially weighted moving average whose time constant is TREND_TAU seconds (60 s): at a 10 s
 interval one sample moves the average by 15 %, so a garbage-collector sawtooth or a one-off spike does not make a
-service "growing", while a steady leak is followed within about a minute. A gap longer than TREND_MAX_GAP seconds
+service "growing". The average alone follows a new leak only within about a minute, too late for a fast one, so the
+pass also keeps where the service's current unbroken growth began: once RSS has grown on at least TREND_RUN_PASSES
+passes in a row spanning at least TREND_RUN_SECONDS, the rate over that run counts when it is higher than the
+average. A spike grows on one pass and a sawtooth drops within a few, so neither forms a run; a leak does, and
+its rate is then known 20-30 s after it starts. A gap longer than TREND_MAX_GAP seconds
 (a stopped timer, a reboot), a sample that goes back in time, or a service that shrank to less than half (a restart)
 starts the service's history afresh. A service counts as growing when its smoothed rate is at least the noise floor
 (``leak_mib_per_minute``); only then is ``opsguard_service_seconds_to_limit`` written: its headroom (own cgroup limit
@@ -38,6 +42,8 @@ STATE_MAX_SERVICES = 2000
 TREND_TAU = 60.0
 TREND_MAX_GAP = 900.0
 TREND_MIN_GAP = 0.5
+TREND_RUN_PASSES = 3
+TREND_RUN_SECONDS = 20.0
 MIB = 1024 * 1024
 VERDICT_STATES = ('ok', 'warning', 'critical')
 # memory.events counters exported per service: cgroup v2 names; v1's failcnt (times the limit was hit) is "max".
@@ -55,7 +61,8 @@ FAMILIES: dict[str, tuple[str, str]] = {
     'opsguard_service_memory_bytes': ('gauge', 'Resident memory (RSS) of a service\'s processes.'),
     'opsguard_service_limit_bytes': ('gauge', 'The service\'s own cgroup memory limit (MemoryMax or a container limit).'),
     'opsguard_service_limit_ratio': ('gauge', 'Working set of the service\'s cgroup as a share (0 to 1) of its own limit.'),
-    'opsguard_service_growth_bytes_per_second': ('gauge', 'Smoothed RSS growth of a service between passes (EWMA, 60 s).'),
+    'opsguard_service_growth_bytes_per_second': ('gauge', 'RSS growth rate of a service: the higher of its 60 s EWMA and its '
+                                                          'rate over an unbroken growth of 3 or more passes and 20 s.'),
     'opsguard_service_seconds_to_limit': ('gauge', 'Seconds until a growing service reaches its limit at its current rate.'),
     'opsguard_service_memory_events_total': ('counter', 'memory.events counters of the service\'s limiting cgroup.'),
     'opsguard_collector_duration_seconds': ('gauge', 'Wall time of the collection pass that wrote this file.'),
@@ -213,6 +220,14 @@ def _finite(value: t.Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+_RUN_KEYS = {'run_t', 'run_bytes', 'run_n'}
+_STATE_KEYS = {'t', 'bytes', 'rate'} | _RUN_KEYS
+
+
+def _byte_count(value: t.Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
+
+
 def parse_state(raw: bytes) -> tuple[dict[str, dict[str, float]], str | None]:
     """``(samples, problem)``: the per-service samples of a state file's bytes, or ``({}, why)`` when they are not valid.
 
@@ -232,13 +247,19 @@ def parse_state(raw: bytes) -> tuple[dict[str, dict[str, float]], str | None]:
         return {}, 'holds more than %d services' % STATE_MAX_SERVICES
     result = {}
     for name, entry in services.items():
-        if not isinstance(entry, dict) or set(entry) - {'t', 'bytes', 'rate'}:
+        if not isinstance(entry, dict) or set(entry) - _STATE_KEYS or (set(entry) & _RUN_KEYS and not _RUN_KEYS <= set(entry)):
             return {}, 'has an entry of unexpected shape'
         when, size, rate = entry.get('t'), entry.get('bytes'), entry.get('rate', 0.0)
-        if not (_finite(when) and when > 0 and isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 1 << 63
-                and _finite(rate) and abs(rate) < 1 << 53):
+        if not (_finite(when) and when > 0 and _byte_count(size) and _finite(rate) and abs(rate) < 1 << 53):
             return {}, 'has an entry with an invalid number'
-        result[name] = {'t': float(when), 'bytes': size, 'rate': float(rate)}
+        sample = {'t': float(when), 'bytes': size, 'rate': float(rate)}
+        if 'run_t' in entry:
+            run_t, run_bytes, run_n = entry['run_t'], entry['run_bytes'], entry['run_n']
+            if not (_finite(run_t) and 0 < run_t <= when and _byte_count(run_bytes) and run_bytes <= size
+                    and isinstance(run_n, int) and not isinstance(run_n, bool) and 1 <= run_n <= 1 << 31):
+                return {}, 'has an entry with an invalid number'
+            sample.update(run_t=float(run_t), run_bytes=run_bytes, run_n=run_n)
+        result[name] = sample
     return result, None
 
 
@@ -275,8 +296,9 @@ def advance_trend(previous: dict[str, dict[str, float]], facts: dict[str, t.Any]
                   floor_bytes_per_second: float) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, t.Any]]]:
     """``(new_state, growth)`` after one pass at time ``now`` (seconds since the epoch).
 
-    ``growth[name]`` has ``rate`` (smoothed bytes per second, or None on a service's first sample), ``growing``
-    and ``seconds_to_limit`` (None unless growing at or above ``floor_bytes_per_second`` with a known headroom).
+    ``growth[name]`` has ``rate`` (bytes per second: the smoothed rate, or the rate over the service's current unbroken
+    growth when that run is long enough and faster; None on a service's first sample), ``growing`` and
+    ``seconds_to_limit`` (None unless growing at or above ``floor_bytes_per_second`` with a known headroom).
     """
     limit = facts.get('limit') or {}
     state: dict[str, dict[str, float]] = {}
@@ -286,7 +308,7 @@ def advance_trend(previous: dict[str, dict[str, float]], facts: dict[str, t.Any]
         if not isinstance(size, int) or size < 0:
             continue
         before = previous.get(name)
-        rate = None
+        rate = run_rate = None
         if before is not None:
             gap = now - before['t']
             restarted = size < before['bytes'] / 2
@@ -294,11 +316,21 @@ def advance_trend(previous: dict[str, dict[str, float]], facts: dict[str, t.Any]
                 instant = (size - before['bytes']) / gap
                 weight = 1.0 - math.exp(-gap / TREND_TAU)
                 rate = before['rate'] + weight * (instant - before['rate']) if 'rate' in before else instant
+                state[name] = {'t': round(now, 3), 'bytes': size, 'rate': round(rate, 3)}
+                if size > before['bytes']:  # the growth run goes on (or starts at the previous sample)
+                    run = {'run_t': before.get('run_t', before['t']), 'run_bytes': before.get('run_bytes', before['bytes']),
+                           'run_n': min(before.get('run_n', 0) + 1, 1 << 31)}
+                    state[name].update(run)
+                    span = now - run['run_t']
+                    if run['run_n'] >= TREND_RUN_PASSES and span >= TREND_RUN_SECONDS:
+                        run_rate = (size - run['run_bytes']) / span
             elif 0 <= gap < TREND_MIN_GAP and not restarted:
                 state[name] = before  # two passes in the same instant: keep the older sample
                 rate = before['rate']
         if name not in state:
-            state[name] = {'t': round(now, 3), 'bytes': size, 'rate': round(rate, 3) if rate is not None else 0.0}
+            state[name] = {'t': round(now, 3), 'bytes': size, 'rate': 0.0}
+        if rate is not None and run_rate is not None and run_rate > rate:
+            rate = run_rate
         own = service.get('cgroup') or {}
         if own.get('limit_bytes'):
             used = own.get('working_set_bytes') if own.get('working_set_bytes') is not None else own.get('usage_bytes')

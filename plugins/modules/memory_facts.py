@@ -203,7 +203,9 @@ options:
         names and units).
       - "Growth and ETA: each run compares a service's RSS with the sample the previous run left in O(state_file). The rate
         is an exponentially weighted moving average with a 60 s time constant (at a 10 s interval one sample moves it by
-        15 %), so a garbage-collector sawtooth or a spike does not look like a leak. A gap of more than 900 s, a clock that
+        15 %), so a garbage-collector sawtooth or a spike does not look like a leak; once RSS has grown on 3 runs in a row
+        spanning at least 20 s, the rate over that unbroken growth counts when it is higher, so a fast leak is known
+        20-30 s after it starts instead of about a minute. A gap of more than 900 s, a clock that
         went back, or RSS falling below half (a restart) starts the service afresh (no rate on that run). A service is
         growing when the rate is at least O(leak_mib_per_minute); only then is C(opsguard_service_seconds_to_limit) written:
         headroom (its own limit minus its cgroup's working set, or the available memory of the effective limit) divided by the rate."
@@ -357,7 +359,8 @@ ansible_facts:
             growth_bytes_per_minute: {description: "With sampling only.", type: int}
             leak_suspected: {description: "With sampling only.", type: bool}
             growth_bytes_per_second:
-              description: "With O(textfile) only: smoothed growth since the previous run (null on a service's first run or when not exported)."
+              description: "With O(textfile) only: growth since the previous run, the smoothed rate or the rate over an unbroken
+                growth (null on a service's first run or when not exported)."
               type: float
             seconds_to_limit:
               description: "With O(textfile) only: seconds until the service reaches its limit at that rate; null unless it grows."

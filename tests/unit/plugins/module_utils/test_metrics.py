@@ -183,6 +183,86 @@ def test_a_steady_leak_is_followed_and_a_spike_that_clears_is_not_growing() -> N
     assert g_spike['spike']['growing'] is False and g_spike['spike']['seconds_to_limit'] is None
 
 
+def _first_eta_under(rate_mib: float, every: float, threshold: float = 120.0, limit_mib: int = 1280,
+                     spike_mib: int = 0) -> float | None:
+    """Seconds after a leak (or a held spike) starts on a long-steady service until seconds_to_limit < threshold."""
+    state: dict[str, dict[str, float]] = {}
+    base = 300 * MIB
+    for step in range(int(300 / every)):  # five steady minutes: the average settles at 0
+        state, _growth = metrics.advance_trend(state, _facts([_service('shop', base, limit=limit_mib * MIB, used=base)]),
+                                               NOW + step * every, 4 * MIB / 60)
+    start = NOW + 300
+    for step in range(1, int(240 / every)):
+        size = base + int(rate_mib * MIB * step * every) + spike_mib * MIB
+        if size >= limit_mib * MIB:
+            return None
+        state, growth = metrics.advance_trend(state, _facts([_service('shop', size, limit=limit_mib * MIB, used=size)]),
+                                              start + step * every, 4 * MIB / 60)
+        eta = growth['shop']['seconds_to_limit']
+        if eta is not None and eta < threshold:
+            return step * every
+    return None
+
+
+# (leak MiB/s, seconds between passes, first ETA under 2 minutes at most this long after the leak started with the
+# growth run, at least this long with the 60 s average alone). 16 MiB/s into a 1280 MiB MemoryMax from 300 MiB: the
+# kernel acts after about 61 s.
+FAST_LEAKS = [(16, 5.0, 20, 25), (8, 5.0, 25, 50), (8, 10.0, 40, 60)]
+
+
+@pytest.mark.parametrize('rate, every, within, alone', FAST_LEAKS)
+def test_a_fast_leak_is_known_from_its_unbroken_growth_not_a_minute_later(rate: int, every: float, within: float,
+                                                                          alone: float) -> None:
+    found = _first_eta_under(rate, every)
+    assert found is not None and found <= within
+    assert _first_eta_under(4, every) <= 140  # a slower leak: ETA under 2 minutes with about 3 minutes left
+
+
+@pytest.mark.parametrize('rate, every, within, alone', FAST_LEAKS)
+def test_without_the_growth_run_a_fast_leak_is_known_late(monkeypatch: pytest.MonkeyPatch, rate: int, every: float,
+                                                          within: float, alone: float) -> None:
+    monkeypatch.setattr(metrics, 'TREND_RUN_PASSES', 10 ** 6)
+    assert _first_eta_under(rate, every) >= alone
+
+
+@pytest.mark.parametrize('every', [5.0, 10.0])
+def test_a_held_spike_is_not_a_run(every: float) -> None:
+    # 200 MiB at once (a cache filled), then flat: one growing pass, never a run; its ETA stays above 2 minutes
+    assert _first_eta_under(0, every, spike_mib=200) is None
+
+
+def test_a_sawtooth_breaks_the_run_and_the_run_survives_a_saved_state() -> None:
+    state: dict[str, dict[str, float]] = {}
+    sizes = [300, 330, 360, 390, 300, 330, 360, 390, 300]  # a GC sawtooth: 3 rises of 30 MiB, then back down
+    for step, mib in enumerate(sizes):
+        state, growth = metrics.advance_trend(state, _facts([_service('shop', mib * MIB, limit=1280 * MIB, used=mib * MIB)]),
+                                              NOW + 5 * step, 4 * MIB / 60)
+        if mib == 300 and step:
+            assert 'run_t' not in state['shop']
+    assert growth['shop']['seconds_to_limit'] is None  # the drops undo the rises: not growing
+    for step in range(1, 6):
+        state, growth = metrics.advance_trend(state, _facts([_service('shop', (300 + 40 * step) * MIB, limit=1280 * MIB,
+                                                                      used=(300 + 40 * step) * MIB)]),
+                                              NOW + 40 + 5 * step, 4 * MIB / 60)
+        state, problem = metrics.parse_state(metrics.dump_state(state).encode())  # each pass is a new process
+        assert problem is None
+    assert state['shop']['run_n'] == 5 and state['shop']['run_bytes'] == 300 * MIB
+    assert growth['shop']['rate'] == pytest.approx(8 * MIB, rel=1e-3)  # 200 MiB in 25 s
+
+
+@pytest.mark.parametrize('entry', [
+    {'t': NOW, 'bytes': 10, 'rate': 0, 'run_t': NOW + 1, 'run_bytes': 5, 'run_n': 2},   # a run that starts later
+    {'t': NOW, 'bytes': 10, 'rate': 0, 'run_t': NOW, 'run_bytes': 11, 'run_n': 2},      # more bytes at its start
+    {'t': NOW, 'bytes': 10, 'rate': 0, 'run_t': NOW, 'run_bytes': 5, 'run_n': 0},
+    {'t': NOW, 'bytes': 10, 'rate': 0, 'run_t': NOW, 'run_bytes': 5, 'run_n': True},
+    {'t': NOW, 'bytes': 10, 'rate': 0, 'run_t': float('nan'), 'run_bytes': 5, 'run_n': 1},
+    {'t': NOW, 'bytes': 10, 'rate': 0, 'run_t': NOW},                                     # part of a run
+])
+def test_a_saved_run_that_cannot_be_is_refused(entry: dict[str, t.Any]) -> None:
+    samples, problem = metrics.parse_state(json.dumps({'version': 1, 'services': {'a': entry}}).encode())
+    assert samples == {} and problem
+
+
 def test_a_restart_a_long_gap_or_a_clock_going_back_start_afresh() -> None:
     previous = {'shop': {'t': NOW, 'bytes': 400 * MIB, 'rate': 50000.0}}
     for now, size in ((NOW + 10, 150 * MIB), (NOW + 5000, 420 * MIB), (NOW - 60, 420 * MIB)):
@@ -225,7 +305,7 @@ def test_a_huge_deep_or_odd_state_never_crashes(tmp_path: t.Any) -> None:
 
 
 JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.floats(), st.integers(), st.text(max_size=5))
-JSON_KEYS = st.sampled_from(['version', 'services', 't', 'bytes', 'rate', 'x'])
+JSON_KEYS = st.sampled_from(['version', 'services', 't', 'bytes', 'rate', 'run_t', 'run_bytes', 'run_n', 'x'])
 JSON_VALUES = st.recursive(JSON_LEAVES, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(JSON_KEYS, inner, max_size=4)),
                            max_leaves=12)
 
@@ -236,7 +316,10 @@ def test_any_state_bytes_give_samples_of_the_schema_or_nothing(raw: bytes) -> No
     samples, problem = metrics.parse_state(raw)
     assert (samples == {}) or problem is None
     for entry in samples.values():
-        assert set(entry) == {'t', 'bytes', 'rate'} and math.isfinite(entry['t']) and entry['bytes'] >= 0
+        assert set(entry) in ({'t', 'bytes', 'rate'}, {'t', 'bytes', 'rate', 'run_t', 'run_bytes', 'run_n'})
+        assert math.isfinite(entry['t']) and entry['bytes'] >= 0
+        if 'run_t' in entry:
+            assert 0 < entry['run_t'] <= entry['t'] and 0 <= entry['run_bytes'] <= entry['bytes'] and entry['run_n'] >= 1
 
 
 # ---------------------------------------------------------------- files and options
