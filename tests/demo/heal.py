@@ -22,9 +22,10 @@ acknowledged and missing writes, kernel OOM kills, MemoryMax reached), and appen
 reset: the recycle playbook refuses a fourth recycle within an hour) and Alertmanager is restarted (fresh groups).
 
   python3 tests/demo/heal.py up                      # fleet, deploy, monitor, Alertmanager -> this machine
-  python3 tests/demo/heal.py run [--leak-mib-per-s 4] [--runs 1] [--baseline] [--host node2]
+  python3 tests/demo/heal.py run [--leak-mib-per-s 4] [--runs 1] [--baseline] [--host node2] [--clients 4]
   python3 tests/demo/heal.py down
   python3 tests/demo/heal.py all                     # up + one remediated run (hacking/demo.sh --heal)
+  python3 tests/demo/heal.py table [--results FILE ...]   # the benchmark table (docs/performance.md) of results.jsonl
 
 Exit status of ``run``: 0 when every remediated run had 0 failed requests, 0 missing writes, 0 OOM kills, MemoryMax
 not reached and the instance recycled back into rotation; 3 otherwise. Baseline runs only measure (exit 0).
@@ -302,17 +303,18 @@ def settle(lab: fleet.Fleet, host: str) -> None:
     restart_alertmanager(lab)
 
 
-def one_run(lab: fleet.Fleet, host: str, rate: int, baseline: bool, number: int) -> dict[str, Any]:
+def one_run(lab: fleet.Fleet, host: str, rate: int, baseline: bool, number: int, clients: int = 4) -> dict[str, Any]:
     front = lab.host(FRONT).address
     address = lab.host(host).address
     work = OUT / time.strftime(f'run-%Y%m%dT%H%M%S-{"baseline" if baseline else "remediated"}-{rate}')
     work.mkdir(parents=True, exist_ok=True)
-    say(f'Run {number}: {"baseline (no remediation)" if baseline else "remediated"}, {host} leaks {rate} MiB/s; log {work}')
+    say(f'Run {number}: {"baseline (no remediation)" if baseline else "remediated"}, {host} leaks {rate} MiB/s, '
+        f'{clients} clients; log {work}')
     settle(lab, host)
     limit = int(lab.exec(host, ['systemctl', 'show', '-p', 'MemoryMax', '--value', UNIT]).stdout)
     before = probe(lab, host)
     rulebook = None if baseline else Rulebook(lab, work)
-    flow = traffic.Traffic(f'http://{front}', topology.SERVER_NAME, threads=4, duration=3000, slow_ratio=0.1)
+    flow = traffic.Traffic(f'http://{front}', topology.SERVER_NAME, threads=clients, duration=3000, slow_ratio=0.1)
     events: dict[str, float] = {}
     ticks: list[dict[str, Any]] = []
 
@@ -407,7 +409,7 @@ def one_run(lab: fleet.Fleet, host: str, rate: int, baseline: bool, number: int)
     failcnt = max([int(t.get('failcnt', 0) or 0) for t in ticks] + [0])
     summary = {
         'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0)), 'mode': 'baseline' if baseline else 'remediated',
-        'leak_mib_per_s': rate, 'host': host, 'memory_max_bytes': limit, 'peak_usage_bytes': peak,
+        'leak_mib_per_s': rate, 'clients': clients, 'host': host, 'memory_max_bytes': limit, 'peak_usage_bytes': peak,
         # a kill by the cgroup's OOM killer is MemoryMax reached; the unit's cgroup is recreated at its restart, so
         # failcnt and the peak are the last ones sampled before
         'memory_max_reached': failcnt > 0 or peak >= limit or bool(kills), 'failcnt': failcnt,
@@ -428,7 +430,7 @@ def one_run(lab: fleet.Fleet, host: str, rate: int, baseline: bool, number: int)
 
 
 def report(s: dict[str, Any]) -> None:
-    say(f'Timeline ({s["mode"]}, {s["leak_mib_per_s"]} MiB/s, seconds after the leak started)')
+    say(f'Timeline ({s["mode"]}, {s["leak_mib_per_s"]} MiB/s, {s.get("clients", 4)} clients, seconds after the leak started)')
     for name, at in s['timeline'].items():
         print(f'  {at:7.1f} s  {name}')
     say('Counts')
@@ -444,6 +446,69 @@ def report(s: dict[str, Any]) -> None:
         print(f'  healed before the kernel acted: {"yes" if s["healed"] else "NO"}')
 
 
+# ---------------------------------------------------------------------------------------------------- the table
+
+PIECES = (('threshold', 'pending', 'threshold crossed', 'alert pending'),
+          ('pending', 'firing', 'alert pending', 'alert firing'),
+          ('firing', 'sent', 'alert firing', 'Alertmanager sent'),
+          ('sent', 'rulebook', 'Alertmanager sent', 'rulebook action start'),
+          ('rulebook', 'drain', 'rulebook action start', 'drain start'),
+          ('drain', 'stop', 'drain start', 'stop (systemd'))
+
+
+def at(timeline: dict[str, float], prefix: str) -> float | None:
+    """Seconds after the leak started of the first timeline entry whose name starts with ``prefix``."""
+    found = [v for k, v in timeline.items() if k.startswith(prefix)]
+    return min(found) if found else None
+
+
+def spread(values: list[float | None]) -> str:
+    """``median (min-max)`` of the known values, ``—`` when none is."""
+    known = sorted(v for v in values if v is not None)
+    if not known:
+        return '—'
+    middle = len(known) // 2
+    median = known[middle] if len(known) % 2 else (known[middle - 1] + known[middle]) / 2
+    return f'{median:.1f}' if len(known) == 1 else f'{median:.1f} ({known[0]:.1f}–{known[-1]:.1f})'
+
+
+def gap(timeline: dict[str, float], start: str, end: str) -> float | None:
+    first, last = at(timeline, start), at(timeline, end)
+    return None if first is None or last is None else last - first
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """Markdown: one row per (mode, leak rate, clients) with the counts summed and the times as median (min-max)."""
+    groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r['mode'], r['leak_mib_per_s'], r.get('clients', 4)), []).append(r)
+    head = ('| mode | leak MiB/s | clients | runs | healed | requests / failed | acked writes / lost | OOM kills | '
+            'MemoryMax reached | peak MiB | threshold (s after leak start) | threshold → drain | kernel kill | '
+            'out of service s |')
+    lines = [head, '|' + '---|' * head.count(' | ') + '---|']
+    for (mode, rate, clients), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != 'remediated', kv[0][1], kv[0][2])):
+        healed = sum(1 for r in runs if r.get('healed')) if mode == 'remediated' else '—'
+        lines.append('| ' + ' | '.join(str(c) for c in (
+            mode, rate, clients, len(runs), healed,
+            f"{sum(r['requests'] for r in runs)} / **{sum(r['failed'] for r in runs)}**",
+            f"{sum(r['acknowledged_writes'] for r in runs)} / **{sum(r['missing_writes'] for r in runs)}**",
+            f"**{sum(r['oom_kills'] for r in runs)}**", sum(1 for r in runs if r['memory_max_reached']),
+            max(r['peak_usage_bytes'] for r in runs) // MIB,
+            spread([at(r['timeline'], 'threshold crossed') for r in runs]),
+            spread([gap(r['timeline'], 'threshold crossed', 'drain start') for r in runs]),
+            spread([at(r['timeline'], 'killed') for r in runs]),
+            spread([r['capacity_reduced_seconds'] for r in runs]))) + ' |')
+    pieces = [r for r in results if r['mode'] == 'remediated']
+    if pieces:
+        lines += ['', '| leak MiB/s | clients | ' + ' | '.join(f'{a} → {b}' for a, b, _s, _e in PIECES) + ' |',
+                  '|---|---|' + '---|' * len(PIECES)]
+        for (mode, rate, clients), runs in sorted(groups.items()):
+            if mode == 'remediated':
+                lines.append(f'| {rate} | {clients} | ' + ' | '.join(
+                    spread([gap(r['timeline'], start, end) for r in runs]) for _a, _b, start, end in PIECES) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
 def run(args: argparse.Namespace) -> int:
     lab = fleet.current(LAB)
     if lab is None:
@@ -452,21 +517,27 @@ def run(args: argparse.Namespace) -> int:
     private_write(OUT / 'inventory.yml', json.dumps(inventory(lab), indent=1))
     ok = True
     for number in range(1, args.runs + 1):
-        summary = one_run(lab, args.host, args.leak_mib_per_s, args.baseline, number)
+        summary = one_run(lab, args.host, args.leak_mib_per_s, args.baseline, number, args.clients)
         ok = ok and (args.baseline or summary['healed'])
     return 0 if ok else 3
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-    parser.add_argument('command', choices=('up', 'run', 'down', 'all'))
+    parser.add_argument('command', choices=('up', 'run', 'down', 'all', 'table'))
     parser.add_argument('--leak-mib-per-s', type=int, default=4)
     parser.add_argument('--runs', type=int, default=1)
     parser.add_argument('--baseline', action='store_true', help='no remediation: let the kernel act')
     parser.add_argument('--host', default='node2', choices=('node2', 'node3'))
+    parser.add_argument('--clients', type=int, default=4, help='traffic threads through nginx (4)')
+    parser.add_argument('--results', nargs='*', default=[], help='table: results.jsonl files (default: OUT/results.jsonl)')
     args = parser.parse_args(argv)
-    if not 1 <= args.leak_mib_per_s <= 256 or not 1 <= args.runs <= 20:
-        parser.error('--leak-mib-per-s must be 1..256 and --runs 1..20')
+    if not 1 <= args.leak_mib_per_s <= 256 or not 1 <= args.runs <= 20 or not 1 <= args.clients <= 64:
+        parser.error('--leak-mib-per-s must be 1..256, --runs 1..20 and --clients 1..64')
+    if args.command == 'table':
+        paths = [Path(p) for p in args.results] or [OUT / 'results.jsonl']
+        sys.stdout.write(table([json.loads(line) for p in paths for line in p.read_text(encoding='utf-8').splitlines() if line.strip()]))
+        return 0
     if args.command == 'down':
         fleet.down(LAB)
         print(f"fleet '{LAB}' is down")
