@@ -19,7 +19,8 @@ The run prints its timeline (leak start, threshold crossing from the metrics, al
 API, Alertmanager received/sent, rulebook action, drain, stop, start, undrain) and its counts (requests, failed,
 acknowledged and missing writes, kernel OOM kills, MemoryMax reached), and appends them to
 ``.build/heal/results.jsonl``. Before each run the instance's recycle history on its host is cleared (benchmark
-reset: the recycle playbook refuses a fourth recycle within an hour) and Alertmanager is restarted (fresh groups).
+reset: the recycle playbook refuses a fourth recycle within an hour) and Alertmanager is restarted without its
+notification log (fresh groups: see restart_alertmanager).
 
   python3 tests/demo/heal.py up                      # fleet, deploy, monitor, Alertmanager -> this machine
   python3 tests/demo/heal.py run [--leak-mib-per-s 4] [--runs 1] [--baseline] [--host node2] [--clients 4]
@@ -163,7 +164,11 @@ def playbook(lab: fleet.Fleet, inv_path: Path, name: str, log: Path, timeout: fl
 
 
 def restart_alertmanager(lab: fleet.Fleet) -> None:
-    lab.exec(FRONT, ['systemctl', 'restart', 'prometheus-alertmanager'], timeout=120)
+    """A fresh Alertmanager: its notification log is kept across restarts and remembers the previous run's alert as
+    notified until its resolution is flushed (group_interval, 1 min); the same alert firing again within that minute
+    would then not be sent again before repeat_interval (4 h). Benchmark reset, as the recycle history."""
+    lab.exec(FRONT, 'systemctl stop prometheus-alertmanager && rm -f /var/lib/prometheus/alertmanager/nflog '
+                    '&& systemctl start prometheus-alertmanager', timeout=120)
     wait_until(lambda: answers(f'http://{lab.host(FRONT).address}:9093/-/ready'), 120, 'Alertmanager ready')
 
 
