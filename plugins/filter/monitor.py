@@ -156,7 +156,7 @@ def monitor_prometheus_config(targets: t.Any, scrape_interval: t.Any = 15, evalu
 
 
 def monitor_alertmanager_config(webhook_url: t.Any = '', group_wait: t.Any = 30, repeat_interval: t.Any = '4h',
-                                webhook_token: t.Any = '', critical_group_wait: t.Any = 5) -> dict[str, t.Any]:
+                                webhook_token: t.Any = '', critical_group_wait: t.Any = 1) -> dict[str, t.Any]:
     """alertmanager.yml: one route grouped by alert, host and service; a webhook receiver when a URL is given, with
     ``Authorization: Bearer TOKEN`` when a token is given (the collection's Event-Driven Ansible source asks for one).
 

@@ -115,7 +115,7 @@ def test_alertmanager_config_with_and_without_a_webhook():
     assert bare['receivers'] == [{'name': 'opsguard'}]
     assert bare['route'] == {'receiver': 'opsguard', 'group_by': ['alertname', 'instance', 'service'],
                              'group_wait': '30s', 'group_interval': '1m', 'repeat_interval': '4h',
-                             'routes': [{'matchers': ['severity="critical"'], 'group_wait': '5s'}]}
+                             'routes': [{'matchers': ['severity="critical"'], 'group_wait': '1s'}]}
     hooked = F.monitor_alertmanager_config('https://hooks.example.com/alert?token=s3cret', 0, '30m')
     assert hooked['receivers'] == [{'name': 'opsguard', 'webhook_configs': [
         {'url': 'https://hooks.example.com/alert?token=s3cret', 'send_resolved': True}]}]
