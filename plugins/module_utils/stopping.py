@@ -256,13 +256,27 @@ class Systemd(object):
                     return found
         return found
 
-    def resolve(self, unit_name: str, exe: str | None = None, name: str | None = None, cmdline_pattern: str | None = None) -> dict:
+    def resolve(self, unit_name: str, exe: str | None = None, name: str | None = None, cmdline_pattern: str | None = None,
+                restart_wait: float = 0.0) -> dict:
         """The unit, its main process proven against the constraints, and the processes of its cgroup.
 
         Returns {'unit': properties, 'identity': Identity or None when the unit is stopped, 'members': identities
         (main process first) or None, 'target': a sentence}; ProcessError when it cannot be used or proven.
+
+        A unit whose process ended (the kernel's OOM kill) and which systemd is about to start again (SubState
+        ``auto-restart``, no main PID) has nothing to stop yet: up to ``restart_wait`` seconds are given to systemd's
+        restart, and the process it starts is then proven and stopped like any other. Nothing is ever done to the
+        unit before a main process is proven (a ``systemctl stop`` now could meet a process started a moment later).
         """
         unit = self.show(unit_name)
+        waited = None
+        if unit.get('SubState') == 'auto-restart' and restart_wait > 0:
+            started = time.monotonic()
+            while (unit.get('SubState') == 'auto-restart' or unit.get('MainPID') in ('', '0')) \
+                    and unit.get('ActiveState') not in STOPPED_STATES and time.monotonic() - started < restart_wait:
+                time.sleep(0.2)
+                unit = self.show(unit_name)
+            waited = round(time.monotonic() - started, 1)
         name_ = unit.get('Id') or unit_name
         load_state = unit.get('LoadState')
         if load_state != 'loaded' and not (load_state == 'masked' and unit.get('ActiveState') in STOPPED_STATES):
@@ -274,6 +288,10 @@ class Systemd(object):
         main_pid_text = unit.get('MainPID') or ''
         main_pid = int(main_pid_text) if re.fullmatch(r'[0-9]{1,8}', main_pid_text) else 0
         if main_pid <= 0:
+            if unit.get('SubState') == 'auto-restart':
+                raise ProcessError('systemd unit %s is waiting to restart after its process ended (SubState=auto-restart) '
+                                   'and has no main PID%s; nothing stopped. Stop it with systemctl, or run again once it '
+                                   'has restarted.' % (name_, ' after %s s' % waited if waited is not None else ''))
             raise ProcessError('systemd unit %s is %s but has no main PID; nothing stopped. Stop it with systemctl.'
                                % (name_, unit.get('ActiveState')))
         ident = procfs.read_identity(main_pid, self.proc, need_tgid=True)
@@ -292,9 +310,10 @@ class Systemd(object):
                     members.append(other)
         if not cgroup_pids:
             members = procfs.snapshot_tree(ident, True, self.proc)
+        restarted = ' after systemd restarted it (waited %s s: its previous process had ended)' % waited if waited is not None else ''
         return {'unit': unit, 'identity': ident, 'members': members,
-                'target': 'systemd unit %s (%s) has main PID %d (%s)' % (name_, unit.get('ActiveState'), main_pid,
-                                                                         procfs.strip_deleted(ident.exe))}
+                'target': 'systemd unit %s (%s) has main PID %d (%s)%s' % (name_, unit.get('ActiveState'), main_pid,
+                                                                           procfs.strip_deleted(ident.exe), restarted)}
 
     def stop(self, identity: procfs.Identity, members: list, unit: dict, timeout: float, escalate: bool, kill_timeout: float,
              signals: list) -> dict:

@@ -72,6 +72,9 @@ options:
       - A systemd unit to stop through systemd (C(systemctl stop)), so its restart logic and state stay consistent.
       - The unit's own C(KillSignal=) applies; O(signal) is not used. Escalation uses C(systemctl kill --signal=SIGKILL).
       - An inactive or failed unit means already stopped.
+      - A unit whose process ended (for example an OOM kill) and which systemd is about to start again (C(SubState=auto-restart),
+        no main PID) is given up to O(timeout) seconds to restart; the process it starts is then proven and stopped as usual.
+        Nothing is done to the unit before a main process is proven. In check mode there is no wait, and the module fails.
       - One unit name (letters, digits and C(:_.@\-), at most 256 characters); glob patterns are refused, since
         C(systemctl stop) would stop every unit they match.
     type: str
@@ -455,7 +458,8 @@ class Stopper(object):
         try:
             signum = stopping.signal_number(p['signal'])
             if p['systemd_unit']:
-                found = self.systemd.resolve(p['systemd_unit'], p['exe'], p['name'], p['cmdline_pattern'])
+                found = self.systemd.resolve(p['systemd_unit'], p['exe'], p['name'], p['cmdline_pattern'],
+                                             restart_wait=0.0 if self.module.check_mode else p['timeout'])
                 identity, members, unit = found['identity'], found['members'], found['unit']
                 self.result['unit'] = unit
                 self.result['target'] = found['target']

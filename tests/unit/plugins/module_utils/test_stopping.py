@@ -208,6 +208,23 @@ class FakeSystemctl:
         raise AssertionError('unexpected systemctl call %r' % (args,))
 
 
+class RestartingSystemctl(FakeSystemctl):
+    """The unit's process was killed and systemd waits RestartSec before it starts again: the first ``restarting``
+    answers of ``show`` are SubState=auto-restart without a main PID, then the unit runs ``proc``."""
+
+    def __init__(self, proc: subprocess.Popen, restarting: int) -> None:
+        super().__init__(proc)
+        self.restarting = restarting
+
+    def __call__(self, args: list) -> tuple:
+        if args[0] == 'show' and '--value' not in args and self.restarting > 0:
+            self.restarting -= 1
+            self.calls.append(list(args))
+            return 0, ('Id=site1.service\nLoadState=loaded\nActiveState=activating\nSubState=auto-restart\nMainPID=0\n'
+                       'Restart=on-failure\nKillSignal=15\nControlGroup=\n'), ''
+        return super().__call__(args)
+
+
 IGNORES_TERM = '''
     import signal, time
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -252,6 +269,22 @@ class TestSystemd:
         assert found['target'] == 'systemd unit site1.service is inactive'
         with pytest.raises(procfs.ProcessError, match='cannot be used .LoadState=not-found.'):
             stopping.Systemd(FakeSystemctl(proc, load_state='not-found')).resolve('site1.service')
+
+    def test_a_unit_waiting_to_restart_is_given_time_and_its_new_process_proven(self, procs):
+        # The kernel killed the main process and systemd restarts the unit after RestartSec: nothing to stop yet, and
+        # nothing is done to the unit (a stop now could meet a process started a moment later, unproven).
+        proc = procs([SLEEP, '30'])
+        started(proc)
+        systemctl = RestartingSystemctl(proc, restarting=3)
+        found = stopping.Systemd(systemctl).resolve('site1.service', exe=os.path.realpath(SLEEP), restart_wait=10)
+        assert found['identity'].pid == proc.pid
+        assert 'after systemd restarted it' in found['target']
+        assert [c[0] for c in systemctl.calls] == ['show'] * 4
+        with pytest.raises(procfs.ProcessError, match='waiting to restart after its process ended .SubState=auto-restart.'):
+            stopping.Systemd(RestartingSystemctl(proc, restarting=1000)).resolve('site1.service', restart_wait=0.5)
+        with pytest.raises(procfs.ProcessError, match='waiting to restart'):
+            stopping.Systemd(RestartingSystemctl(proc, restarting=1)).resolve('site1.service')  # no wait given
+        assert proc.poll() is None
 
     def test_stop_through_systemd(self, procs):
         proc = procs([SLEEP, '30'])
