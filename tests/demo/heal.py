@@ -291,6 +291,17 @@ def notifications(front: str) -> float:
     return sum(float(m) for m in re.findall(r'^alertmanager_notifications_total\{[^}]*integration="webhook"[^}]*\} (\S+)$', text, re.M))
 
 
+def critical_group_wait(front: str) -> str | None:
+    """The group_wait Alertmanager applies to critical alerts: its child route's, else the top route's."""
+    try:
+        config = get_json(f'http://{front}:9093/api/v2/status')['config']['original']
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    child = re.search(r'^  routes:\n(?:  (?:- |  ).*\n)*?    group_wait: (\S+)$', config, re.M)
+    top = re.search(r'^  group_wait: (\S+)$', config, re.M)
+    return (child or top).group(1) if (child or top) else None
+
+
 def leak_hook(rate: int) -> str:
     mib, every = (rate // 4, 250) if rate >= 4 and rate % 4 == 0 else (rate, 1000)
     return f'/__test/leak?mib={mib}&every_ms={every}'
@@ -318,6 +329,7 @@ def one_run(lab: fleet.Fleet, host: str, rate: int, baseline: bool, number: int,
     settle(lab, host)
     limit = int(lab.exec(host, ['systemctl', 'show', '-p', 'MemoryMax', '--value', UNIT]).stdout)
     before = probe(lab, host)
+    group_wait = critical_group_wait(front)
     rulebook = None if baseline else Rulebook(lab, work)
     flow = traffic.Traffic(f'http://{front}', topology.SERVER_NAME, threads=clients, duration=3000, slow_ratio=0.1)
     events: dict[str, float] = {}
@@ -414,7 +426,7 @@ def one_run(lab: fleet.Fleet, host: str, rate: int, baseline: bool, number: int,
     failcnt = max([int(t.get('failcnt', 0) or 0) for t in ticks] + [0])
     summary = {
         'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0)), 'mode': 'baseline' if baseline else 'remediated',
-        'leak_mib_per_s': rate, 'clients': clients, 'host': host, 'memory_max_bytes': limit, 'peak_usage_bytes': peak,
+        'leak_mib_per_s': rate, 'clients': clients, 'critical_group_wait': group_wait, 'host': host, 'memory_max_bytes': limit, 'peak_usage_bytes': peak,
         # a kill by the cgroup's OOM killer is MemoryMax reached; the unit's cgroup is recreated at its restart, so
         # failcnt and the peak are the last ones sampled before
         'memory_max_reached': failcnt > 0 or peak >= limit or bool(kills), 'failcnt': failcnt,
@@ -484,17 +496,18 @@ def gap(timeline: dict[str, float], start: str, end: str) -> float | None:
 
 def table(results: list[dict[str, Any]]) -> str:
     """Markdown: one row per (mode, leak rate, clients) with the counts summed and the times as median (min-max)."""
-    groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, int, int, str], list[dict[str, Any]]] = {}
     for r in results:
-        groups.setdefault((r['mode'], r['leak_mib_per_s'], r.get('clients', 4)), []).append(r)
-    head = ('| mode | leak MiB/s | clients | runs | healed | requests / failed | acked writes / lost | OOM kills | '
+        groups.setdefault((r['mode'], r['leak_mib_per_s'], r.get('clients', 4), r.get('critical_group_wait') or '—'),
+                          []).append(r)
+    head = ('| mode | leak MiB/s | clients | group_wait | runs | healed | requests / failed | acked writes / lost | OOM kills | '
             'MemoryMax reached | peak MiB | threshold (s after leak start) | threshold → drain | kernel kill | '
             'out of service s |')
     lines = [head, '|' + '---|' * head.count(' | ') + '---|']
-    for (mode, rate, clients), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != 'remediated', kv[0][1], kv[0][2])):
+    for (mode, rate, clients, wait), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != 'remediated', kv[0][1:])):
         healed = sum(1 for r in runs if r.get('healed')) if mode == 'remediated' else '—'
         lines.append('| ' + ' | '.join(str(c) for c in (
-            mode, rate, clients, len(runs), healed,
+            mode, rate, clients, wait if mode == 'remediated' else '—', len(runs), healed,
             f"{sum(r['requests'] for r in runs)} / **{sum(r['failed'] for r in runs)}**",
             f"{sum(r['acknowledged_writes'] for r in runs)} / **{sum(r['missing_writes'] for r in runs)}**",
             f"**{sum(r['oom_kills'] for r in runs)}**", sum(1 for r in runs if r['memory_max_reached']),
@@ -505,11 +518,11 @@ def table(results: list[dict[str, Any]]) -> str:
             spread([r['capacity_reduced_seconds'] for r in runs]))) + ' |')
     pieces = [r for r in results if r['mode'] == 'remediated']
     if pieces:
-        lines += ['', '| leak MiB/s | clients | ' + ' | '.join(f'{a} → {b}' for a, b, _s, _e in PIECES) + ' |',
-                  '|---|---|' + '---|' * len(PIECES)]
-        for (mode, rate, clients), runs in sorted(groups.items()):
+        lines += ['', '| leak MiB/s | clients | group_wait | ' + ' | '.join(f'{a} → {b}' for a, b, _s, _e in PIECES) + ' |',
+                  '|---|---|---|' + '---|' * len(PIECES)]
+        for (mode, rate, clients, wait), runs in sorted(groups.items()):
             if mode == 'remediated':
-                lines.append(f'| {rate} | {clients} | ' + ' | '.join(
+                lines.append(f'| {rate} | {clients} | {wait} | ' + ' | '.join(
                     spread([gap(r['timeline'], start, end) for r in runs]) for _a, _b, start, end in PIECES) + ' |')
     return '\n'.join(lines) + '\n'
 
