@@ -5,8 +5,8 @@
 The fleet (hosts with their own root filesystem, image ``provisioned``, 1536 MiB each): node1 = MariaDB + nginx
 (site www.demo.test, backends node2:8001 and node3:8001) + Prometheus + Alertmanager; node2/node3 = AnQiCMS ``www``
 (stand-in) deployed with the app role's real memory budget; node_exporter and the memory watcher on every host
-(monitor role: watcher every 5 s, scrape and rule evaluation every 5 s, Alertmanager group_wait 5 s). Alertmanager
-posts to ansible-rulebook on this machine (the lab bridge's address), which runs the collection's rulebook
+(monitor role: watcher every 5 s, scrape and rule evaluation every 5 s, Alertmanager group_wait 5 s, and 1 s for
+critical alerts, the role's default). Alertmanager posts to ansible-rulebook on this machine (the lab bridge's address), which runs the collection's rulebook
 ``opsguard.anqicms.memory_remediation`` with the fleet's inventory; the bearer token travels in the environment
 (OPSGUARD_EDA_TOKEN) and in Alertmanager's configuration on node1 (monitor_alertmanager_webhook_token, 0640
 root:prometheus), never on a command line.
@@ -68,7 +68,7 @@ INSTALL_DIR = '/opt/anqicms/www'
 CGROUP = f'/sys/fs/cgroup/memory/system.slice/{UNIT}'  # the test fleet's hosts: cgroup v1 (failcnt, oom_control)
 DRAINED_DIR = '/etc/nginx/opsguard-anqicms/drained'
 EDA_PORT = 5001
-INTERVAL = 5  # watcher, scrape, rule evaluation, Alertmanager group_wait (seconds)
+INTERVAL = 5  # watcher, scrape, rule evaluation, Alertmanager group_wait of warnings (seconds)
 CRITICAL = ('OpsguardServiceLeakCritical', 'OpsguardServiceNearLimitCritical')
 VENV_BIN = REPO / '.venv' / 'bin'
 START_TIMEOUT = 300  # ansible-rulebook: JVM + Drools start on a loaded machine
@@ -426,7 +426,8 @@ def one_run(lab: fleet.Fleet, host: str, rate: int, baseline: bool, number: int,
     failcnt = max([int(t.get('failcnt', 0) or 0) for t in ticks] + [0])
     summary = {
         'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0)), 'mode': 'baseline' if baseline else 'remediated',
-        'leak_mib_per_s': rate, 'clients': clients, 'critical_group_wait': group_wait, 'host': host, 'memory_max_bytes': limit, 'peak_usage_bytes': peak,
+        'leak_mib_per_s': rate, 'clients': clients, 'critical_group_wait': group_wait, 'host': host,
+        'memory_max_bytes': limit, 'peak_usage_bytes': peak,
         # a kill by the cgroup's OOM killer is MemoryMax reached; the unit's cgroup is recreated at its restart, so
         # failcnt and the peak are the last ones sampled before
         'memory_max_reached': failcnt > 0 or peak >= limit or bool(kills), 'failcnt': failcnt,
