@@ -6,8 +6,8 @@ The fleet (hosts with their own root filesystem, image ``provisioned``, 1536 MiB
 (site www.demo.test, backends node2:8001 and node3:8001) + Prometheus + Alertmanager; node2/node3 = AnQiCMS ``www``
 (stand-in) deployed with the app role's real memory budget; node_exporter and the memory watcher on every host
 (monitor role: watcher every 5 s, scrape and rule evaluation every 5 s, Alertmanager group_wait 5 s, and 1 s for
-critical alerts, the role's default). Alertmanager posts to ansible-rulebook on this machine (the lab bridge's address), which runs the collection's rulebook
-``opsguard.anqicms.memory_remediation`` with the fleet's inventory; the bearer token travels in the environment
+critical alerts, the role's default). Alertmanager posts to ansible-rulebook on this machine (the lab bridge's
+address), which runs the collection's rulebook ``opsguard.anqicms.memory_remediation`` with the fleet's inventory; the bearer token travels in the environment
 (OPSGUARD_EDA_TOKEN) and in Alertmanager's configuration on node1 (monitor_alertmanager_webhook_token, 0640
 root:prometheus), never on a command line.
 
