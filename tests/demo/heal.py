@@ -2,14 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Self-healing against the kernel: a leaking AnQiCMS instance recycled by the fleet itself, nobody typing anything.
 
-The fleet (hosts with their own root filesystem, image ``provisioned``, 1536 MiB each): node1 = MariaDB + nginx
-(site www.demo.test, backends node2:8001 and node3:8001) + Prometheus + Alertmanager; node2/node3 = AnQiCMS ``www``
+The fleet (hosts with their own root filesystem, image ``provisioned``, 1536 MiB each): node1 = MariaDB + nginx (site
+www.demo.test, backends node2:8001 and node3:8001) + Prometheus + Alertmanager; node2/node3 = AnQiCMS ``www``
 (stand-in) deployed with the app role's real memory budget; node_exporter and the memory watcher on every host
 (monitor role: watcher every 5 s, scrape and rule evaluation every 5 s, Alertmanager group_wait 5 s, and 1 s for
 critical alerts, the role's default). Alertmanager posts to ansible-rulebook on this machine (the lab bridge's
-address), which runs the collection's rulebook ``opsguard.anqicms.memory_remediation`` with the fleet's inventory; the bearer token travels in the environment
-(OPSGUARD_EDA_TOKEN) and in Alertmanager's configuration on node1 (monitor_alertmanager_webhook_token, 0640
-root:prometheus), never on a command line.
+address), which runs the collection's rulebook ``opsguard.anqicms.memory_remediation`` with the fleet's inventory; the
+bearer token travels in the environment (OPSGUARD_EDA_TOKEN) and in Alertmanager's configuration on node1
+(monitor_alertmanager_webhook_token, 0640 root:prometheus), never on a command line.
 
 One run: steady traffic through nginx (4 clients: reads, writes, 1-s form posts), then node2's instance leaks at a
 fixed rate (stand-in hook ``/__test/leak``). Remediated: the alert fires, Alertmanager posts, the rulebook runs
