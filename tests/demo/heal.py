@@ -39,7 +39,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -47,6 +46,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
+
+import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -57,6 +58,7 @@ import topology  # noqa: E402  pylint: disable=wrong-import-position
 import traffic  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.opsguard.anqicms.tests.utils.java import java_home  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.opsguard.anqicms.tests.utils.ports import port_answers  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.opsguard.anqicms.tests.utils.processes import stop_session  # noqa: E402  pylint: disable=wrong-import-position
 
 LAB = os.environ.get('OPSGUARD_HEAL_LAB', 'heal')
 OUT = Path(os.environ.get('OPSGUARD_HEAL_OUT', str(REPO / '.build' / 'heal')))
@@ -227,13 +229,7 @@ class Rulebook:
         return self.log.read_text(errors='replace') if self.log.exists() else ''
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
+        stop_session(self.proc)
 
 
 # ---------------------------------------------------------------------------------------------------- one run
@@ -294,12 +290,13 @@ def notifications(front: str) -> float:
 def critical_group_wait(front: str) -> str | None:
     """The group_wait Alertmanager applies to critical alerts: its child route's, else the top route's."""
     try:
-        config = get_json(f'http://{front}:9093/api/v2/status')['config']['original']
-    except (OSError, ValueError, KeyError, TypeError):
+        route = yaml.safe_load(get_json(f'http://{front}:9093/api/v2/status')['config']['original'])['route']
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
         return None
-    child = re.search(r'^  routes:\n(?:  (?:- |  ).*\n)*?    group_wait: (\S+)$', config, re.M)
-    top = re.search(r'^  group_wait: (\S+)$', config, re.M)
-    return (child or top).group(1) if (child or top) else None
+    for child in route.get('routes') or []:
+        if 'severity="critical"' in (child.get('matchers') or []) and 'group_wait' in child:
+            return child['group_wait']
+    return route.get('group_wait')
 
 
 def leak_hook(rate: int) -> str:

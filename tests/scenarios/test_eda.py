@@ -27,7 +27,6 @@ import itertools
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -41,6 +40,7 @@ from ansible_rulebook.util import substitute_variables
 from ansible_collections.opsguard.anqicms.extensions.eda.plugins.event_source import alertmanager
 from ansible_collections.opsguard.anqicms.tests.utils.java import java_home as shared_java_home
 from ansible_collections.opsguard.anqicms.tests.utils.ports import free_port, port_answers
+from ansible_collections.opsguard.anqicms.tests.utils.processes import stop_session
 from ansible_collections.opsguard.anqicms.tests.utils.wait import wait_for
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -116,13 +116,7 @@ class Rulebook:
         assert self.proc.poll() is None, f'ansible-rulebook exited: {self.log_text()}'
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
+        stop_session(self.proc)
 
     def log_text(self) -> str:
         return self.log.read_text(errors='replace')[-4000:]
