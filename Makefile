@@ -16,8 +16,8 @@ ANSIBLE_TEST := $(ROOT)/hacking/ansible-test.sh
 LAYER = @$(ROOT)/hacking/layer.sh
 # pytest-xdist workers for the scenario layer (1 = one process, in file order); every worker brings up fleets of
 # its own (lab names <OPSGUARD_LAB_NAME>-wN), whole files at a time.
-SCENARIO_WORKERS ?= 1
-SCENARIO_XDIST = $(if $(filter-out 0 1,$(SCENARIO_WORKERS)),-n $(SCENARIO_WORKERS) --dist loadfile)
+SCENARIO_WORKERS ?= 2
+SCENARIO_XDIST = $(if $(filter-out 0 1,$(SCENARIO_WORKERS)),-n $(SCENARIO_WORKERS) --dist loadfile --no-loadscope-reorder)
 export OPSGUARD_LAYER_LOG := $(ROOT)/.build/layers.log
 
 .PHONY: help setup test test-quick sanity lint units integration scenarios standin demo demo-down build docs clean

@@ -4,6 +4,7 @@ Run: cd /work/main && .venv/bin/python -m pytest tests/lab/test_pytest_plugin.py
 """
 from __future__ import annotations
 
+import pathlib
 from types import SimpleNamespace
 
 import pytest_plugin
@@ -39,3 +40,22 @@ def test_the_table_shows_share_tests_total_and_load() -> None:
     assert lines[3].split() == ['400.0', '100.0%', '5', 'all', 'files']
     assert lines[4] == 'load average at the end (1, 5, 15 min): 9.50, 7.25, 3.00'
     assert pytest_plugin.file_times_table([])[-1].split() == ['0.0', '0.0%', '0', 'all', 'files']
+
+
+def test_whole_files_go_longest_first_and_keep_their_inner_order() -> None:
+    nodeids = ['tests/standin/test_c.py::a', 'tests/lab/test_b.py::x', 'tests/scenarios/test_a.py::one',
+               'tests/lab/test_b.py::y', 'tests/scenarios/test_new.py::n', 'tests/scenarios/test_a.py::two',
+               'tests/scenarios/test_other.py::o']
+    seconds = {'tests/scenarios/test_a.py': 700, 'tests/lab/test_b.py': 100, 'tests/standin/test_c.py': 100}
+    order = [nodeids[i] for i in pytest_plugin.longest_files_first(nodeids, seconds)]
+    assert order == ['tests/scenarios/test_a.py::one', 'tests/scenarios/test_a.py::two',   # the longest file, whole
+                     'tests/standin/test_c.py::a',                                          # equal length: collection order
+                     'tests/lab/test_b.py::x', 'tests/lab/test_b.py::y',
+                     'tests/scenarios/test_new.py::n', 'tests/scenarios/test_other.py::o']  # unknown: after, in order
+    assert sorted(pytest_plugin.longest_files_first(nodeids, seconds)) == list(range(len(nodeids)))
+
+
+def test_the_recorded_order_names_files_that_exist() -> None:
+    root = pathlib.Path(__file__).resolve().parents[2]
+    missing = [path for path in pytest_plugin.FILE_SECONDS if not (root / path).is_file()]
+    assert missing == [], 'FILE_SECONDS names files that are gone (rename them there too)'
