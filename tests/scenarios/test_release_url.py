@@ -14,7 +14,8 @@ records every request. One host (1 GiB) gets MariaDB, one AnQiCMS instance and n
   nothing it did not hold before (no download, no partial tree). These runs apply the app role alone
   (``tests/roles/app.yml``): the release is the app role's, and MariaDB and nginx, deployed and proved idempotent by
   the runs before, have nothing to do;
-- the same new version with its right sha256 upgrades the instance, user data untouched.
+- the same new version with its right sha256 upgrades the instance, user data untouched (the app role alone too; the
+  upgraded instance still answers through nginx).
 
 The tests run in file order and share one fleet (lab name ``<OPSGUARD_LAB_NAME>-release``).
 """
@@ -40,7 +41,7 @@ import standin
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = REPO / 'tests' / 'roles' / 'deploy.yml'
-APP = REPO / 'tests' / 'roles' / 'app.yml'   # the app role alone, for the refused releases
+APP = REPO / 'tests' / 'roles' / 'app.yml'   # the app role alone, for the refused releases and the upgrade
 LAB = fleet.derived_name('release')
 MEMORY = 1 << 30
 HOST = 'node1'
@@ -249,7 +250,7 @@ def test_the_right_sha256_upgrades_and_keeps_user_data(lab, server, downloads):
     pid_before = sh(lab, 'systemctl show -p MainPID --value anqicms-site1')
     server.requests.clear()
 
-    rc, recap, out = run(lab, deploy_vars(server.url(NEXT), downloads[NEXT], '3.5.9'))
+    rc, recap, out = run(lab, deploy_vars(server.url(NEXT), downloads[NEXT], '3.5.9'), APP)
 
     assert rc == 0, out[-4000:]
     assert server.gets(NEXT) == [('GET', '/downloads/' + NEXT, 200)], server.requests
