@@ -56,7 +56,7 @@ sanity:
 	$(ANSIBLE_TEST) sanity --venv --python $(PYTHON_VERSION) --color no
 	$(VENV)/bin/antsibull-changelog lint
 	$(VENV)/bin/antsibull-docs lint-collection-docs --plugin-docs .
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/roles tests/docs tests/playbooks
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/roles tests/docs tests/playbooks
 	$(ROOT)/hacking/check-package.sh
 	$(ROOT)/hacking/check-ee.sh
 	$(ROOT)/hacking/promtool.sh --sanity
