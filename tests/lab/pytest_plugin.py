@@ -56,12 +56,17 @@ def worker_lab_names(environ: MutableMapping[str, str]) -> None:
 worker_lab_names(os.environ)
 
 
+def _file_of(nodeid: str) -> str:
+    """The test file of a pytest node id (``tests/x/test_y.py::test_z[p]`` -> ``tests/x/test_y.py``)."""
+    return nodeid.split("::", 1)[0]
+
+
 def file_times(reports: Iterable[Any]) -> list[tuple[str, float, int]]:
     """(file, seconds, tests) per test file from pytest's reports (setup, call and teardown), the slowest first."""
     seconds: dict[str, float] = {}
     tests: dict[str, set[str]] = {}
     for report in reports:
-        path = report.nodeid.split("::", 1)[0]
+        path = _file_of(report.nodeid)
         seconds[path] = seconds.get(path, 0.0) + float(getattr(report, "duration", 0.0) or 0.0)
         tests.setdefault(path, set()).add(report.nodeid)
     return sorted(((path, spent, len(tests[path])) for path, spent in seconds.items()), key=lambda row: (-row[1], row[0]))
@@ -95,11 +100,11 @@ FILE_SECONDS = {
 def longest_files_first(nodeids: list[str], seconds: dict[str, float]) -> list[int]:
     """Positions of ``nodeids`` reordered so that whole files come longest first (stable within a file and among
     files of equal or unknown length)."""
+    files = [_file_of(nodeid) for nodeid in nodeids]
     first: dict[str, int] = {}
-    for index, nodeid in enumerate(nodeids):
-        first.setdefault(nodeid.split("::", 1)[0], index)
-    return sorted(range(len(nodeids)), key=lambda i: (-seconds.get(nodeids[i].split("::", 1)[0], 0.0),
-                                                      first[nodeids[i].split("::", 1)[0]], i))
+    for index, path in enumerate(files):
+        first.setdefault(path, index)
+    return sorted(range(len(files)), key=lambda i: (-seconds.get(files[i], 0.0), first[files[i]], i))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
