@@ -191,6 +191,14 @@ def test_ansible_ping_over_ssh_reaches_every_host(lab: fleet.Fleet) -> None:
     assert failed["failed"] is True and failed["rc"] == 1
 
 
+def test_root_shell_startup_is_the_hosts_own(lab: fleet.Fleet) -> None:
+    for host in lab.hosts:
+        for name, text in fleet.ROOT_SHELL_FILES.items():
+            assert lab.ssh(host, f"cat ~/{name}").stdout == text, name
+        login_path = lab.ssh(host, "bash -lc 'echo $PATH'").stdout.strip()
+        assert "/root/" not in login_path and "/usr/bin" in login_path.split(":"), login_path
+
+
 def test_inventory_has_the_groups_and_connection_settings(lab: fleet.Fleet) -> None:
     result = subprocess.run([fleet._tool("ansible-inventory"), "-i", lab.inventory_path, "--list"],  # pylint: disable=protected-access
                             capture_output=True, text=True, check=True, timeout=60, env=lab.ansible_env())
