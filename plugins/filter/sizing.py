@@ -1,8 +1,9 @@
 # Copyright: opsguard maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters memory_budget, mariadb_sizing, mariadb_restart_for and mariadb_drop_ins: how a host's memory is split, which
-MariaDB settings need a restart and which drop-in holds each setting (documented in memory_budget.yml, mariadb_sizing.yml,
-mariadb_restart_for.yml and mariadb_drop_ins.yml; the formulas are those of docs/roles/app.md and docs/roles/database.md)."""
+"""Filters memory_budget, mariadb_sizing, mariadb_restart_for, mariadb_live_changes and mariadb_drop_ins: how a host's
+memory is split, which MariaDB settings need a restart or a live change and which drop-in holds each setting (documented
+in memory_budget.yml, mariadb_sizing.yml, mariadb_restart_for.yml, mariadb_live_changes.yml and mariadb_drop_ins.yml;
+the formulas are those of docs/roles/app.md and docs/roles/database.md)."""
 
 from __future__ import annotations
 
@@ -193,6 +194,20 @@ def mariadb_sizing(instances: t.Any, pool_per_site: t.Any = 20, app_replicas: t.
     }
 
 
+def _live_values(live: t.Any, where: str) -> dict[str, t.Any]:
+    """Variable name -> live value from the rows of SHOW GLOBAL VARIABLES or a dict."""
+    if isinstance(live, t.Mapping):
+        return dict(live)
+    if isinstance(live, (list, tuple)) and all(isinstance(row, t.Mapping) and 'Variable_name' in row for row in live):
+        return {row['Variable_name']: row.get('Value') for row in live}
+    raise AnsibleFilterError('%s: the live values must be the rows of SHOW GLOBAL VARIABLES '
+                             '(Variable_name, Value) or a dict, got %s' % (where, type(live).__name__))
+
+
+def _differs(current: dict[str, t.Any], name: t.Any, wanted: t.Any) -> bool:
+    return str(current.get(name, '')).upper() != str(wanted).upper()
+
+
 def mariadb_restart_for(settings: t.Any, live: t.Any) -> list[str]:
     """``name: live -> wanted`` for each setting whose live value differs (case-insensitive) from the wanted one.
 
@@ -201,18 +216,17 @@ def mariadb_restart_for(settings: t.Any, live: t.Any) -> list[str]:
     """
     if not isinstance(settings, t.Mapping):
         raise AnsibleFilterError('mariadb_restart_for needs a dict of settings (name -> value), got %s' % type(settings).__name__)
-    if isinstance(live, t.Mapping):
-        current = dict(live)
-    elif isinstance(live, (list, tuple)) and all(isinstance(row, t.Mapping) and 'Variable_name' in row for row in live):
-        current = {row['Variable_name']: row.get('Value') for row in live}
-    else:
-        raise AnsibleFilterError('mariadb_restart_for: the live values must be the rows of SHOW GLOBAL VARIABLES '
-                                 '(Variable_name, Value) or a dict, got %s' % type(live).__name__)
-    out = []
-    for name, wanted in settings.items():
-        if str(current.get(name, '')).upper() != str(wanted).upper():
-            out.append('%s: %s -> %s' % (name, current.get(name, 'unset'), wanted))
-    return out
+    current = _live_values(live, 'mariadb_restart_for')
+    return ['%s: %s -> %s' % (name, current.get(name, 'unset'), wanted)
+            for name, wanted in settings.items() if _differs(current, name, wanted)]
+
+
+def mariadb_live_changes(settings: t.Any, live: t.Any) -> dict[str, t.Any]:
+    """The settings (name -> wanted) whose live value differs, compared as mariadb_restart_for does."""
+    if not isinstance(settings, t.Mapping):
+        raise AnsibleFilterError('mariadb_live_changes needs a dict of settings (name -> value), got %s' % type(settings).__name__)
+    current = _live_values(live, 'mariadb_live_changes')
+    return {name: wanted for name, wanted in settings.items() if _differs(current, name, wanted)}
 
 
 def _canonical(name: t.Any) -> str:
@@ -319,4 +333,4 @@ class FilterModule:
 
     def filters(self) -> dict[str, t.Callable[..., t.Any]]:
         return {'memory_budget': memory_budget, 'mariadb_sizing': mariadb_sizing, 'mariadb_restart_for': mariadb_restart_for,
-                'mariadb_drop_ins': mariadb_drop_ins}
+                'mariadb_live_changes': mariadb_live_changes, 'mariadb_drop_ins': mariadb_drop_ins}

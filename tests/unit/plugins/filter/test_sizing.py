@@ -26,10 +26,12 @@ TWO = [{'name': 'site1', 'port': 8001}, {'name': 'site2', 'port': 8002, 'sites':
 
 def test_the_filters_are_registered_under_their_names():
     assert F.FilterModule().filters() == {'memory_budget': F.memory_budget, 'mariadb_sizing': F.mariadb_sizing,
-                                          'mariadb_restart_for': F.mariadb_restart_for, 'mariadb_drop_ins': F.mariadb_drop_ins}
+                                          'mariadb_restart_for': F.mariadb_restart_for, 'mariadb_live_changes': F.mariadb_live_changes,
+                                          'mariadb_drop_ins': F.mariadb_drop_ins}
 
 
-@pytest.mark.parametrize('name', ['memory_budget', 'mariadb_sizing', 'mariadb_restart_for', 'mariadb_drop_ins'])
+@pytest.mark.parametrize('name', ['memory_budget', 'mariadb_sizing', 'mariadb_restart_for', 'mariadb_live_changes',
+                                  'mariadb_drop_ins'])
 def test_each_filter_has_its_documentation(name):
     doc = yaml.safe_load((FILTER_DIR / (name + '.yml')).read_text(encoding='utf-8'))
     assert doc['DOCUMENTATION']['name'] == name and set(doc) == {'DOCUMENTATION', 'EXAMPLES', 'RETURN'}
@@ -278,6 +280,43 @@ def test_only_settings_whose_live_value_differs_need_a_restart(settings, live, e
 def test_a_wrong_call_is_refused(settings, live, message):
     with pytest.raises(AnsibleFilterError, match=message):
         F.mariadb_restart_for(settings, live)
+
+
+# ----------------------------------------------------------------------------------------------- mariadb_live_changes
+
+LIVE = [{'Variable_name': 'max_connections', 'Value': '80'}, {'Variable_name': 'sort_buffer_size', 'Value': '262144'},
+        {'Variable_name': 'performance_schema', 'Value': 'OFF'}]
+
+
+@pytest.mark.parametrize('settings, live, expected', [
+    ({'max_connections': 80, 'sort_buffer_size': '262144'}, LIVE, {}),
+    ({'max_connections': 120, 'sort_buffer_size': 262144}, LIVE, {'max_connections': 120}),
+    ({'max_connections': 80, 'innodb_buffer_pool_size': 134217728}, LIVE, {'innodb_buffer_pool_size': 134217728}),  # not reported
+    ({'slow_query_log': True}, {'slow_query_log': 'ON'}, {'slow_query_log': True}),        # another spelling: set it again
+    ({'max_connections': 80}, [], {'max_connections': 80}),
+    ({}, LIVE, {}),
+])
+def test_only_settings_whose_live_value_differs_are_set_live(settings, live, expected):
+    assert F.mariadb_live_changes(settings, live) == expected
+
+
+@pytest.mark.parametrize('settings, live, message', [
+    (['max_connections'], LIVE, 'mariadb_live_changes needs a dict of settings'),
+    ({'max_connections': 1}, 'max_connections=1', 'mariadb_live_changes: the live values must be the rows'),
+    ({'max_connections': 1}, [{'Value': 1}], 'mariadb_live_changes: the live values must be the rows'),
+    ({'max_connections': 1}, None, 'mariadb_live_changes: the live values must be the rows'),
+])
+def test_a_wrong_live_changes_call_is_refused(settings, live, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        F.mariadb_live_changes(settings, live)
+
+
+@given(settings=st.dictionaries(st.sampled_from(['a', 'b', 'c', 'd']), st.integers(0, 3) | st.sampled_from(['ON', 'off'])),
+       live=st.dictionaries(st.sampled_from(['a', 'b', 'c', 'e']), st.integers(0, 3) | st.sampled_from(['on', 'OFF'])))
+def test_live_changes_are_the_settings_restart_for_would_name(settings, live):
+    changes = F.mariadb_live_changes(settings, live)
+    assert [line.split(':')[0] for line in F.mariadb_restart_for(settings, live)] == list(changes)
+    assert all(settings[name] == value for name, value in changes.items())
 
 
 # ----------------------------------------------------------------------------------------------- mariadb_drop_ins
