@@ -2,6 +2,8 @@
 # Run one test layer, print its summary line with the wall time, and stop the run on failure.
 # `layer.sh --summary` prints the table of the layers run so far.
 # `layer.sh --note TEXT NAME CMD...` adds TEXT to the layer's line (e.g. how many workers ran it).
+# With OPSGUARD_LAYER_LANE=1 (a layer in one of two lanes side by side) a failure leaves the table to the caller,
+# which prints it once both lanes have stopped.
 set -uo pipefail
 log=${OPSGUARD_LAYER_LOG:-.build/layers.log}
 if [ "${1:-}" = "--summary" ]; then
@@ -20,7 +22,7 @@ line=$(printf '%-12s %-20s %4ss' "$name" "$status" "$secs")
 [ -n "$note" ] && line="$line  $note"
 printf '\033[1m== %s ==\033[0m\n' "$line"
 echo "$line" >> "$log"
-if [ $rc -ne 0 ]; then
+if [ $rc -ne 0 ] && [ "${OPSGUARD_LAYER_LANE:-}" != 1 ]; then
     printf '\n== test layers ==\n'; cat "$log"; rm -f "$log"
 fi
 exit $rc
