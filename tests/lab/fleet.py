@@ -6,6 +6,7 @@ root limit), tmpfs on /run /tmp, a veth on a Linux bridge, sshd with a per-lab k
 Its files (``image``):
 - ``machine`` (default): overlays on /etc /var /opt /root /srv /home over the machine's own, which
   shares the machine's /usr and installed packages; MariaDB and nginx are the machine's enabled services.
+  root's shell startup files are plain ones of the host's own (``ROOT_SHELL_FILES``), not the machine user's.
 - ``fresh``: its own root filesystem, an overlay of a minimal Debian 12 image (tests/lab/image.py)
   with nothing the roles install; ``provisioned``: the same with the roles' packages installed
   (MariaDB and nginx enabled). Both install packages only from the lab's local apt repository,
