@@ -7,15 +7,16 @@ archives laid out like the vendor's download directory (``/downloads/anqicms-lin
 records every request. One host (1 GiB) gets MariaDB, one AnQiCMS instance and nginx from ``app_release_url`` +
 ``app_release_sha256``; then:
 
-- a rerun changes nothing and does not download again (the server saw no request);
+- a rerun of the app role changes nothing and does not download again (the server saw no request);
 - a new version's URL with a wrong sha256, a URL that answers 404, a file that is not a zip and a release wrapped in a
   directory are each refused with a message naming the URL (and both checksums for the wrong one), before anything is
   replaced: the instance's binary, config.json, data and process are unchanged and it keeps serving, and the cache holds
-  nothing it did not hold before (no download, no partial tree). These runs apply the app role alone
-  (``tests/roles/app.yml``): the release is the app role's, and MariaDB and nginx, deployed and proved idempotent by
-  the runs before, have nothing to do;
-- the same new version with its right sha256 upgrades the instance, user data untouched (the app role alone too; the
-  upgraded instance still answers through nginx).
+  nothing it did not hold before (no download, no partial tree);
+- the same new version with its right sha256 upgrades the instance, user data untouched (the upgraded instance still
+  answers through nginx).
+
+Every run after the first applies the app role alone (``tests/roles/app.yml``): the release is the app role's, and
+MariaDB and nginx, deployed by the first run, have nothing to do (the whole stack's rerun is the roles scenario's).
 
 The tests run in file order and share one fleet (lab name ``<OPSGUARD_LAB_NAME>-release``).
 """
@@ -41,7 +42,7 @@ import standin
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = REPO / 'tests' / 'roles' / 'deploy.yml'
-APP = REPO / 'tests' / 'roles' / 'app.yml'   # the app role alone, for the refused releases and the upgrade
+APP = REPO / 'tests' / 'roles' / 'app.yml'   # the app role alone, for every run after the first
 LAB = fleet.derived_name('release')
 MEMORY = 1 << 30
 HOST = 'node1'
@@ -203,7 +204,7 @@ def test_deploy_from_the_url(lab, server, downloads):
 
 def test_a_rerun_changes_nothing_and_downloads_nothing(lab, server, downloads):
     server.requests.clear()
-    rc, recap, out = run(lab, deploy_vars(server.url(CURRENT), downloads[CURRENT]))
+    rc, recap, out = run(lab, deploy_vars(server.url(CURRENT), downloads[CURRENT]), APP)
     assert rc == 0, out[-4000:]
     assert recap['changed'] == 0 and recap['failed'] == 0, ansible_runner.changed_tasks(out)
     assert server.requests == [], f'the cached archive was downloaded again: {server.requests}'
