@@ -83,17 +83,17 @@ def file_times_table(rows: list[tuple[str, float, int]], load: tuple[float, floa
     return lines
 
 
-# Seconds per file of a whole scenario run on 2 vCPUs (one process, 2026-11-29): the order in which pytest-xdist
+# Seconds per file of a whole scenario run on 2 vCPUs (2 workers, `.ci/run` 2026-11-29): the order in which pytest-xdist
 # hands whole files to workers (``--dist loadfile --no-loadscope-reorder``), the longest first, so that the last file
 # a worker starts is a short one. Files not listed keep their collection order after the listed ones.
 FILE_SECONDS = {
-    "tests/scenarios/test_playbooks.py": 733, "tests/scenarios/test_roles.py": 619,
-    "tests/scenarios/test_monitor.py": 270, "tests/scenarios/test_release_url.py": 243,
-    "tests/scenarios/test_database_settings.py": 165, "tests/scenarios/test_proxy_failover.py": 147,
-    "tests/lab/test_lab.py": 111, "tests/scenarios/test_remote_restore.py": 103,
-    "tests/scenarios/test_fresh_hosts.py": 102, "tests/scenarios/test_backup.py": 62,
-    "tests/scenarios/test_graceful_stop.py": 62, "tests/standin/test_contract.py": 25,
-    "tests/scenarios/test_eda.py": 19, "tests/scenarios/test_memory_facts.py": 16,
+    "tests/scenarios/test_playbooks.py": 796, "tests/scenarios/test_monitor.py": 438,
+    "tests/scenarios/test_roles.py": 432, "tests/scenarios/test_release_url.py": 148,
+    "tests/scenarios/test_proxy_failover.py": 111, "tests/scenarios/test_fresh_hosts.py": 107,
+    "tests/scenarios/test_database_settings.py": 101, "tests/scenarios/test_remote_restore.py": 77,
+    "tests/scenarios/test_backup.py": 72, "tests/scenarios/test_graceful_stop.py": 60,
+    "tests/lab/test_lab.py": 52, "tests/standin/test_contract.py": 27,
+    "tests/scenarios/test_memory_facts.py": 19, "tests/scenarios/test_eda.py": 18,
 }
 
 
