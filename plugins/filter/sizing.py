@@ -197,15 +197,29 @@ def mariadb_sizing(instances: t.Any, pool_per_site: t.Any = 20, app_replicas: t.
 def _live_values(live: t.Any, where: str) -> dict[str, t.Any]:
     """Variable name -> live value from the rows of SHOW GLOBAL VARIABLES or a dict."""
     if isinstance(live, t.Mapping):
-        return dict(live)
-    if isinstance(live, (list, tuple)) and all(isinstance(row, t.Mapping) and 'Variable_name' in row for row in live):
+        return {name: value for name, value in live.items() if isinstance(name, str)}
+    if isinstance(live, (list, tuple)) and all(isinstance(row, t.Mapping) and isinstance(row.get('Variable_name'), str)
+                                               for row in live):
         return {row['Variable_name']: row.get('Value') for row in live}
     raise AnsibleFilterError('%s: the live values must be the rows of SHOW GLOBAL VARIABLES '
                              '(Variable_name, Value) or a dict, got %s' % (where, type(live).__name__))
 
 
+def _text(value: t.Any) -> str | None:
+    try:
+        return str(value)
+    except ValueError:  # an integer too long to print
+        return None
+
+
 def _differs(current: dict[str, t.Any], name: t.Any, wanted: t.Any) -> bool:
-    return str(current.get(name, '')).upper() != str(wanted).upper()
+    """True unless the server reports a value equal to the wanted one, ignoring ASCII case only (ON = on)."""
+    if current.get(name) is None:
+        return True
+    live, want = _text(current[name]), _text(wanted)
+    if live is None or want is None:
+        return True
+    return live != want and not (live.isascii() and want.isascii() and live.lower() == want.lower())
 
 
 def mariadb_restart_for(settings: t.Any, live: t.Any) -> list[str]:
@@ -217,7 +231,7 @@ def mariadb_restart_for(settings: t.Any, live: t.Any) -> list[str]:
     if not isinstance(settings, t.Mapping):
         raise AnsibleFilterError('mariadb_restart_for needs a dict of settings (name -> value), got %s' % type(settings).__name__)
     current = _live_values(live, 'mariadb_restart_for')
-    return ['%s: %s -> %s' % (name, current.get(name, 'unset'), wanted)
+    return ['%s: %s -> %s' % (name, 'unset' if current.get(name) is None else _text(current[name]), _text(wanted))
             for name, wanted in settings.items() if _differs(current, name, wanted)]
 
 

@@ -41,8 +41,14 @@ def test_anything_but_a_plain_name_is_left_to_apt(spec):
     assert F.missing_packages([spec], DPKG + '%s\tinstalled\n' % spec) == [spec]
 
 
-def test_one_installed_architecture_is_enough():
-    assert F.missing_packages(['libc6'], 'libc6\tnot-installed\nlibc6\tinstalled\n') == []
+def test_a_package_of_a_foreign_architecture_only_is_missing():
+    # ${binary:Package} names a foreign-architecture package name:arch: apt must still install the native one.
+    assert F.missing_packages(['curl'], 'curl:i386\tinstalled\n') == ['curl']
+    assert F.missing_packages(['libc6'], 'libc6:amd64\tinstalled\n') == ['libc6']   # a library of several architectures: apt decides
+
+
+def test_a_line_that_says_installed_counts_whatever_other_lines_say():
+    assert F.missing_packages(['curl'], 'curl:i386\tnot-installed\ncurl\tinstalled\n') == []
 
 
 @pytest.mark.parametrize('output', [
@@ -77,6 +83,26 @@ def test_a_bad_package_list_is_refused_with_a_sentence(wanted, fragment):
     with pytest.raises(AnsibleFilterError, match='missing_packages') as err:
         F.missing_packages(wanted, DPKG)
     assert fragment in str(err.value)
+
+
+def _nested(depth):
+    value = []
+    for _level in range(depth):
+        value = [value]
+    return value
+
+
+def _itself():
+    value = []
+    value.append(value)
+    return value
+
+
+@pytest.mark.parametrize('item', [{(1, 2): 'x'}, _itself(), _nested(5000), 10 ** 5000, b'nginx', {'nginx'}],
+                         ids=['tuple key', 'itself', 'nested 5000', '5001 digits', 'bytes', 'set'])
+def test_an_item_that_cannot_be_shown_as_json_is_still_refused_with_a_sentence(item):
+    with pytest.raises(AnsibleFilterError, match='^missing_packages: package .* must be a non-empty name'):
+        F.missing_packages([item], DPKG)
 
 
 @pytest.mark.parametrize('output', [None, 1, b'nginx\tinstalled\n', ['nginx\tinstalled']])
@@ -118,7 +144,7 @@ def test_the_roles_ask_dpkg_before_apt_with_the_format_the_filter_reads():
     for tasks in ('roles/app/tasks/main.yml', 'roles/database/tasks/main.yml', 'roles/proxy/tasks/main.yml',
                   'roles/monitor/tasks/main.yml'):
         text = (ROOT / tasks).read_text(encoding='utf-8')
-        assert "'--showformat=${Package}\\\\t${db:Status-Status}\\\\n'" in text, tasks
+        assert "'--showformat=${binary:Package}\\\\t${db:Status-Status}\\\\n'" in text, tasks
         assert 'opsguard.anqicms.missing_packages(' in text, tasks
         for task in yaml.safe_load(text):
             if 'ansible.builtin.apt' in task and 'name' in task['ansible.builtin.apt']:

@@ -293,6 +293,10 @@ LIVE = [{'Variable_name': 'max_connections', 'Value': '80'}, {'Variable_name': '
     ({'max_connections': 120, 'sort_buffer_size': 262144}, LIVE, {'max_connections': 120}),
     ({'max_connections': 80, 'innodb_buffer_pool_size': 134217728}, LIVE, {'innodb_buffer_pool_size': 134217728}),  # not reported
     ({'slow_query_log': True}, {'slow_query_log': 'ON'}, {'slow_query_log': True}),        # another spelling: set it again
+    ({'init_connect': ''}, [], {'init_connect': ''}),                                        # not reported: set it
+    ({'x': 'None'}, [{'Variable_name': 'x', 'Value': None}], {'x': 'None'}),                # NULL is no value
+    ({'x': 'straße'}, {'x': 'STRASSE'}, {'x': 'straße'}),                                   # only ASCII case is ignored
+    ({'x': 'ıd'}, {'x': 'id'}, {'x': 'ıd'}),
     ({'max_connections': 80}, [], {'max_connections': 80}),
     ({}, LIVE, {}),
 ])
@@ -300,11 +304,18 @@ def test_only_settings_whose_live_value_differs_are_set_live(settings, live, exp
     assert F.mariadb_live_changes(settings, live) == expected
 
 
+def test_a_value_too_long_to_print_differs_instead_of_failing():
+    huge = 10 ** 5000
+    assert F.mariadb_live_changes({'x': huge}, {'x': '1'}) == {'x': huge}
+    assert F.mariadb_restart_for({'x': 1}, {'x': huge})[0].startswith('x: None -> 1')
+
+
 @pytest.mark.parametrize('settings, live, message', [
     (['max_connections'], LIVE, 'mariadb_live_changes needs a dict of settings'),
     ({'max_connections': 1}, 'max_connections=1', 'mariadb_live_changes: the live values must be the rows'),
     ({'max_connections': 1}, [{'Value': 1}], 'mariadb_live_changes: the live values must be the rows'),
     ({'max_connections': 1}, None, 'mariadb_live_changes: the live values must be the rows'),
+    ({'max_connections': 1}, [{'Variable_name': ['x'], 'Value': 1}], 'mariadb_live_changes: the live values must be the rows'),
 ])
 def test_a_wrong_live_changes_call_is_refused(settings, live, message):
     with pytest.raises(AnsibleFilterError, match=message):
