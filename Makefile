@@ -44,11 +44,8 @@ LANE_B_MIRROR := $(ROOT)/.build/lane-b
 
 define QUICK_LAYERS
 	@mkdir -p .build && : > $(OPSGUARD_LAYER_LOG)
-	@if [ "$(QUICK_LANES)" = 1 ]; then \
-	    $(MAKE) --no-print-directory quick-lane-a quick-lane-b; \
-	else \
-	    $(MAKE) --no-print-directory -j2 --output-sync=recurse quick-lane-a quick-lane-b; \
-	fi || { $(ROOT)/hacking/layer.sh --summary; exit 1; }
+	@$(MAKE) --no-print-directory -j$(QUICK_LANES) --output-sync=recurse quick-lane-a quick-lane-b \
+	    || { $(ROOT)/hacking/layer.sh --summary; exit 1; }
 endef
 
 test: setup
@@ -61,13 +58,16 @@ test-quick: setup
 	@$(ROOT)/hacking/layer.sh --summary
 
 # The lanes (used by test and test-quick): a failed layer leaves the table to them (OPSGUARD_LAYER_LANE).
+quick-lane-a quick-lane-b: export OPSGUARD_LAYER_LANE := 1
+quick-lane-b: export OPSGUARD_MIRROR := $(LANE_B_MIRROR)
+
 quick-lane-a:
-	@OPSGUARD_LAYER_LANE=1 $(ROOT)/hacking/layer.sh sanity $(MAKE) --no-print-directory sanity
-	@OPSGUARD_LAYER_LANE=1 $(ROOT)/hacking/layer.sh lint $(MAKE) --no-print-directory lint
+	$(LAYER) sanity $(MAKE) --no-print-directory sanity
+	$(LAYER) lint   $(MAKE) --no-print-directory lint
 
 quick-lane-b:
-	@OPSGUARD_LAYER_LANE=1 OPSGUARD_MIRROR=$(LANE_B_MIRROR) $(ROOT)/hacking/layer.sh units $(MAKE) --no-print-directory units
-	@OPSGUARD_LAYER_LANE=1 OPSGUARD_MIRROR=$(LANE_B_MIRROR) $(ROOT)/hacking/layer.sh integration $(MAKE) --no-print-directory integration
+	$(LAYER) units       $(MAKE) --no-print-directory units
+	$(LAYER) integration $(MAKE) --no-print-directory integration
 
 sanity:
 	$(ANSIBLE_TEST) sanity --venv --python $(PYTHON_VERSION) --color no
