@@ -33,7 +33,7 @@ help:
 	@echo "make docs       build the HTML documentation (antsibull-docs + Sphinx) into .build/docs/html"
 
 setup:
-	@$(ROOT)/hacking/setup.sh
+	@PYTHON_VERSION=$(PYTHON_VERSION) $(ROOT)/hacking/setup.sh
 
 # The four quick layers run in two lanes side by side, sanity -> lint and units -> integration (QUICK_LANES=1: one
 # after the other, in that order). Neither lane uses both vCPUs all the time: 449 s in one lane, 310 s in two, measured.
