@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The fleet playbooks on a 5-host fleet: node1 = MariaDB + nginx (site www, 4 backends), node2..node5 = AnQiCMS www.
+"""The fleet playbooks on a 4-host fleet: node1 = MariaDB + nginx (site www, 3 backends), node2..node4 = AnQiCMS www.
 
 In file order, on one fleet (lab name ``<OPSGUARD_LAB_NAME>-pb``, default ``oglab-pb``):
 memory_check's exit status follows opsguard_fail_on (bad inputs refused before measuring) -> diagnose reports every host
@@ -44,7 +44,8 @@ import traffic  # noqa: E402  pylint: disable=wrong-import-position
 
 PLAYBOOKS = REPO / 'playbooks'
 LAB = fleet.derived_name('pb')
-APPS = ['node2', 'node3', 'node4', 'node5']
+APPS = ['node2', 'node3', 'node4']
+HOSTS = ['node1'] + APPS
 
 
 class Run:
@@ -62,7 +63,7 @@ class Run:
 
 @pytest.fixture(scope='module')
 def lab() -> Iterator[fleet.Fleet]:
-    with running_fleet(5, '1536M', LAB, lab=fleet) as running:
+    with running_fleet(len(HOSTS), '1536M', LAB, lab=fleet) as running:
         yield running
 
 
@@ -74,18 +75,19 @@ def inventory(lab: fleet.Fleet) -> str:
     return path
 
 
-def playbook(lab: fleet.Fleet, inventory_path: str, name: str, extra: dict[str, Any], tmp: pathlib.Path,
+def playbook(lab: fleet.Fleet, inventory_path: str, name: str | pathlib.Path, extra: dict[str, Any], tmp: pathlib.Path,
              check: bool = False, on_line: Any = None, shared_ssh: bool = True) -> Run:
-    """Run playbooks/<name>.yml; on_line(line) is called for every output line while it runs.
+    """Run playbooks/<name>.yml (or the playbook at a path); on_line(line) is called for every output line while it runs.
 
     shared_ssh=False gives every task its own SSH connection: a host whose network is cut then fails within
     ConnectTimeout instead of leaving ansible waiting on a multiplexed master connection.
     """
     report_dir = tmp / 'reports'
     extra = dict({'opsguard_report_dir': str(report_dir)}, **extra)
-    vars_file = tmp / f'{name}-vars.json'
+    path = name if isinstance(name, pathlib.Path) else PLAYBOOKS / f'{name}.yml'
+    vars_file = tmp / f'{path.stem}-vars.json'
     vars_file.write_text(json.dumps(extra), encoding='utf-8')
-    argv = [str(REPO / '.venv' / 'bin' / 'ansible-playbook'), '-i', inventory_path, str(PLAYBOOKS / f'{name}.yml'),
+    argv = [str(REPO / '.venv' / 'bin' / 'ansible-playbook'), '-i', inventory_path, str(path),
             '-e', f'@{vars_file}'] + (['--check'] if check else [])
     env = lab.ansible_env()
     env['ANSIBLE_INVENTORY'] = inventory_path
@@ -145,8 +147,8 @@ def single_host() -> Iterator[tuple[fleet.Fleet, str]]:
 def test_memory_check_exit_status_follows_fail_on(lab, inventory, tmp):
     run = playbook(lab, inventory, 'memory_check', {}, tmp)
     assert run.rc == 0, run.out[-3000:]
-    assert {h['host']: h['verdict'] for h in run.report('memory_check.json')['hosts']} == {f'node{i}': 'ok' for i in range(1, 6)}
-    assert (tmp / 'reports' / 'memory_check.md').read_text(encoding='utf-8').count('| ok |') == 5
+    assert {h['host']: h['verdict'] for h in run.report('memory_check.json')['hosts']} == {h: 'ok' for h in HOSTS}
+    assert (tmp / 'reports' / 'memory_check.md').read_text(encoding='utf-8').count('| ok |') == len(HOSTS)
 
     make_critical(lab, 'node3')
     junit = tmp / 'junit' / 'memory_check.xml'
@@ -162,7 +164,7 @@ def test_memory_check_exit_status_follows_fail_on(lab, inventory, tmp):
             # The JUnit report, written before the run failed: one case per host, the same outcomes as the JSON report.
             root = ET.fromstring(junit.read_bytes())
             cases = {case.get('name'): case for case in root.iter('testcase')}
-            assert sorted(cases) == sorted(hosts) == [f'node{i}' for i in range(1, 6)]
+            assert sorted(cases) == sorted(hosts) == HOSTS
             failure = cases['node3'].find('failure')
             assert failure.get('type') == 'critical' and 'culprit: anqicms:/opt/anqicms/www' in failure.text
             outcome = {'ok': [], 'warning': ['skipped'], 'critical': ['failure'], 'unknown': ['error']}
@@ -182,7 +184,7 @@ def test_diagnose_reports_every_host(lab, inventory, tmp):
     run = playbook(lab, inventory, 'diagnose', {'opsguard_sample_seconds': 3, 'opsguard_journal_lines': 5}, tmp)
     assert run.rc == 0, run.out[-3000:]
     report = run.report('diagnose.json')
-    assert sorted(report) == [f'node{i}' for i in range(1, 6)]
+    assert sorted(report) == HOSTS
     assert report['node3']['verdict'] == 'critical'   # made critical by the previous test
     kinds = {k['kind'] for k in report['node3']['by_kind']}
     assert 'anqicms' in kinds, report['node3']['by_kind']
@@ -211,11 +213,11 @@ def test_check_mode_stops_nothing(lab, inventory, tmp):
         run = playbook(lab, inventory, 'emergency_stop', extra, tmp, check=True)
         assert run.rc != 0 and message in run.out, run.out[-2000:]
         assert 'TASK [Gather memory facts]' not in run.out
-    # 75 % of the 4 serving instances, rounded up: 3 must keep serving.
-    run = playbook(lab, inventory, 'emergency_stop', {'opsguard_min_healthy': '75%'}, tmp, check=True)
+    # 50 % of the 3 serving instances, rounded up: 2 must keep serving.
+    run = playbook(lab, inventory, 'emergency_stop', {'opsguard_min_healthy': '50%'}, tmp, check=True)
     assert run.rc == 0, run.out[-3000:]
     assert 'check mode: plan only' in run.out and 'STOP  node' in run.out
-    assert 'min_healthy 75% (3 must keep serving)' in run.out
+    assert 'min_healthy 50% (2 must keep serving)' in run.out
     assert {h: unit_state(lab, h) for h in APPS} == before
     assert drained(lab) == []
     for host in APPS:
@@ -224,15 +226,15 @@ def test_check_mode_stops_nothing(lab, inventory, tmp):
 
 
 def test_min_healthy_stops_exactly_one_and_says_why_not_the_other(lab, inventory, tmp):
-    run = playbook(lab, inventory, 'emergency_stop', {'opsguard_min_healthy': 3}, tmp)
+    run = playbook(lab, inventory, 'emergency_stop', {'opsguard_min_healthy': 2}, tmp)
     assert run.rc == 0, run.out[-4000:]
     report = run.report('emergency_stop.json')
-    assert report['serving'] == 4 and report['min_healthy_count'] == 3
+    assert report['serving'] == 3 and report['min_healthy_count'] == 2
     assert [(s['host'], s['outcome']) for s in report['stopped']] in ([('node3', 'stopped_gracefully')], [('node4', 'stopped_gracefully')])
     stopped = report['stopped'][0]['host']
     other = 'node4' if stopped == 'node3' else 'node3'
     assert [(s['host'], s['reason']) for s in report['skipped']] == [
-        (other, 'stopping it would leave 2 serving instance(s), below opsguard_min_healthy=3 (3)')]
+        (other, 'stopping it would leave 1 serving instance(s), below opsguard_min_healthy=2 (2)')]
     assert report['stopped'][0]['verdict_after'] == 'ok' and report['stopped'][0]['recovered_bytes'] > 512 << 20
     # Confirmed on the hosts: exactly that instance is stopped and disabled, drained at nginx.
     states = {h: unit_state(lab, h) for h in APPS}
@@ -244,7 +246,7 @@ def test_min_healthy_stops_exactly_one_and_says_why_not_the_other(lab, inventory
 
 def test_rerun_changes_nothing(lab, inventory, tmp):
     before = {h: unit_state(lab, h) for h in APPS}
-    run = playbook(lab, inventory, 'emergency_stop', {'opsguard_min_healthy': 3}, tmp)
+    run = playbook(lab, inventory, 'emergency_stop', {'opsguard_min_healthy': 2}, tmp)
     assert run.rc == 0, run.out[-3000:]
     assert all(r['changed'] == 0 for h, r in run.recap.items() if h != 'localhost'), run.recap
     assert run.report('emergency_stop.json')['stopped'] == []
@@ -287,16 +289,16 @@ def test_network_cut_mid_run(lab, inventory, tmp):
     for host in ('node3', 'node4'):
         release_memory(lab, host)
     make_critical(lab, 'node2')
-    make_critical(lab, 'node5')
+    make_critical(lab, 'node4')
     cut: list[str] = []
     pending = {'task': ''}
 
     def on_line(line: str) -> None:
         if line.startswith('TASK ['):
             pending['task'] = line
-        match = re.match(r'ok: \[(node[25])\]', line)
+        match = re.match(r'ok: \[(node[24])\]', line)
         if not cut and match and 'Stop | sites going down with' in pending['task']:
-            victim = 'node5' if match.group(1) == 'node2' else 'node2'
+            victim = 'node4' if match.group(1) == 'node2' else 'node2'
             lab.cut(victim)
             cut.append(victim)
 
@@ -308,13 +310,20 @@ def test_network_cut_mid_run(lab, inventory, tmp):
     assert cut, 'the run never reached the stop of an instance'
     report = run.report('emergency_stop.json')
     outcome = {s['host']: s for s in report['stopped']}
-    first = 'node2' if cut[0] == 'node5' else 'node5'
+    first = 'node2' if cut[0] == 'node4' else 'node4'
     assert outcome[first]['outcome'] == 'stopped_gracefully', outcome
     assert outcome[cut[0]]['outcome'] == 'failed' and outcome[cut[0]]['error'].startswith('unreachable'), outcome
     assert unit_state(lab, first)[0] == 'inactive'
     assert unit_state(lab, cut[0])[0] == 'active'
     assert f"{cut[0]}:www  FAILED: unreachable" in run.out
     assert run.rc != 0 and f"Not stopped: {cut[0]}:www (unreachable" in run.out
+    # Its backend stays drained until someone puts it back: once the host is reachable again, the proxy role's undrain.
+    backend = f'{lab.host(cut[0]).address}:8001'
+    assert f'www@{backend}' in drained(lab), drained(lab)
+    run = playbook(lab, inventory, REPO / 'tests' / 'roles' / 'drain.yml',
+                   {'drain_action': 'undrain', 'proxy_drain_site': 'www', 'proxy_drain_backend': backend}, tmp)
+    assert run.rc == 0, run.out[-3000:]
+    assert f'www@{backend}' not in drained(lab) and cut[0] in serving(lab), drained(lab)
 
 
 # ---------------------------------------------------------------- recycle (and config.json repair before a start)
