@@ -15,7 +15,8 @@ export PATH := $(VENV)/bin:$(PATH)
 ANSIBLE_TEST := $(ROOT)/hacking/ansible-test.sh
 LAYER = @$(ROOT)/hacking/layer.sh
 # pytest-xdist workers for the scenario layer (1 = one process, in file order); every worker brings up fleets of
-# its own (lab names <OPSGUARD_LAB_NAME>-wN), whole files at a time.
+# its own (lab names <OPSGUARD_LAB_NAME>-wN), whole files at a time (the files that share the deployed demo topology
+# together: tests/scenarios/conftest.py).
 SCENARIO_WORKERS ?= 2
 SCENARIO_XDIST = $(if $(filter-out 0 1,$(SCENARIO_WORKERS)),-n $(SCENARIO_WORKERS) --dist loadfile --no-loadscope-reorder)
 export OPSGUARD_LAYER_LOG := $(ROOT)/.build/layers.log

@@ -48,7 +48,10 @@ class Traffic:
     """Worker threads sending reads and writes until stopped or a bound is reached."""
 
     def __init__(self, url: str, host_header: str, threads: int = 4, interval: float = 0.05, duration: float = 300,
-                 max_requests: int = 200000, write_ratio: float = 0.3, slow_ratio: float = 0.0, timeout: float = 10) -> None:
+                 max_requests: int = 200000, write_ratio: float = 0.3, slow_ratio: float = 0.0, timeout: float = 10,
+                 title: str = 'traffic') -> None:
+        """``title``: the written archives are titled ``<title> <worker>-<number>``; a run that counts its own writes
+        in a database other runs wrote to gives a title of its own."""
         _check_target(url)
         self.url = url.rstrip('/')
         self.host_header = host_header
@@ -59,6 +62,7 @@ class Traffic:
         self.write_ratio = write_ratio
         self.slow_ratio = slow_ratio
         self.timeout = timeout
+        self.title = title
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.requests = 0
@@ -95,7 +99,7 @@ class Traffic:
                 with self.lock:
                     self.reads += 1
             elif write:
-                body = urllib.parse.urlencode({'title': f'traffic {worker}-{number}', 'content': 'steady load'}).encode()
+                body = urllib.parse.urlencode({'title': f'{self.title} {worker}-{number}', 'content': 'steady load'}).encode()
                 status, payload = self._request('POST', path, body)
                 answer = json.loads(payload) if status == 200 else {}
                 ident = (answer.get('data') or {}).get('id') if answer.get('code') == 0 else None

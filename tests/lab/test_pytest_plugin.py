@@ -59,3 +59,38 @@ def test_the_recorded_order_names_files_that_exist() -> None:
     root = pathlib.Path(__file__).resolve().parents[2]
     missing = [path for path in pytest_plugin.FILE_SECONDS if not (root / path).is_file()]
     assert missing == [], 'FILE_SECONDS names files that are gone (rename them there too)'
+
+
+def _scenarios_conftest():
+    """tests/scenarios/conftest.py as a module of its own (it is no package)."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+
+    path = pathlib.Path(__file__).resolve().parents[1] / 'scenarios' / 'conftest.py'
+    spec = importlib.util.spec_from_file_location('scenarios_conftest', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_files_sharing_demo_site_go_to_one_worker_and_the_rest_whole_files() -> None:
+    conftest = _scenarios_conftest()
+    shared = conftest.SHARED_FLEET_FILES
+    assert {conftest.scheduling_unit(f'{path}::test_x[a::b]') for path in shared} == {conftest.SHARED_GROUP}
+    assert conftest.scheduling_unit('tests/scenarios/test_roles.py::test_converge') == 'tests/scenarios/test_roles.py'
+    assert conftest.scheduling_unit('tests/lab/test_lab.py::test_up') == 'tests/lab/test_lab.py'
+    root = pathlib.Path(__file__).resolve().parents[2]
+    for path in shared:   # each exists, asks demo_site for a ready fleet, and runs in the order the tuple names
+        assert 'demo_site.ready()' in (root / path).read_text(encoding='utf-8'), path
+    seconds = [pytest_plugin.FILE_SECONDS[path] for path in shared]
+    assert seconds == sorted(seconds, reverse=True), 'the files sharing demo_site run longest first, as listed'
+
+
+def test_the_scheduler_is_xdists_loadfile_with_the_shared_unit() -> None:
+    from xdist.scheduler import LoadFileScheduling  # pylint: disable=import-outside-toplevel,import-error
+
+    conftest = _scenarios_conftest()
+    assert conftest.pytest_xdist_make_scheduler(SimpleNamespace(getvalue={'dist': 'load'}.get), None) is None
+    assert issubclass(conftest.SharedFleetScheduling, LoadFileScheduling)
+    scheduler = object.__new__(conftest.SharedFleetScheduling)   # only the split is under test, not xdist's set-up
+    assert scheduler._split_scope('tests/scenarios/test_remote_restore.py::test_x') == conftest.SHARED_GROUP  # pylint: disable=protected-access
+    assert scheduler._split_scope('tests/scenarios/test_eda.py::test_y') == 'tests/scenarios/test_eda.py'  # pylint: disable=protected-access

@@ -2,13 +2,26 @@
 
 Brings the test-fleet tool (tests/lab) and the AnQiCMS stand-in (tests/standin) onto
 sys.path and loads the fleet's pytest fixtures. Every test here runs as root.
+
+``demo_site`` (session): the demo topology (tests/demo/topology.py) deployed once on 4 hosts -- node1 MariaDB + nginx
+(site www), node2..node4 AnQiCMS www with their database on node1, and a restore account on node1 for node2 -- shared by
+the playbooks, proxy failover and remote restore scenarios, in that order (``SHARED_FLEET_FILES``). Each of them asks
+``demo_site.ready()`` first: every instance active and in rotation, else the drained marks go and the deploy runs again.
+Under pytest-xdist (``--dist loadfile``) the scheduler of ``pytest_xdist_make_scheduler`` below gives those three files
+to one worker as one unit, and every other file whole to a worker: the three share one fleet and one deploy.
 """
 from __future__ import annotations
 
+import json
 import os
+import pathlib
+import secrets
+import subprocess
 import sys
+from typing import Any, Iterator
 
 import pytest
+from xdist.scheduler import LoadFileScheduling
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # tests/lab, tests/standin, and .collections for the shared helpers (ansible_collections.opsguard.anqicms.tests.utils).
@@ -24,6 +37,33 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.import_plugin('pytest_plugin')
 
 
+REPO = pathlib.Path(TESTS).parent
+# The files that share demo_site, in the order they run on it (the longest first, as tests/lab/pytest_plugin.py orders).
+SHARED_FLEET_FILES = ('tests/scenarios/test_playbooks.py', 'tests/scenarios/test_proxy_failover.py',
+                      'tests/scenarios/test_remote_restore.py')
+SHARED_GROUP = 'demo-site'
+DEMO_HOSTS, DEMO_MEMORY = 4, '1536M'
+DRAINED_DIR = '/etc/nginx/opsguard-anqicms/drained'
+
+
+def scheduling_unit(nodeid: str) -> str:
+    """What goes whole to one pytest-xdist worker: the test's file, or SHARED_GROUP for the files that share demo_site."""
+    path = nodeid.split('::', 1)[0]
+    return SHARED_GROUP if path in SHARED_FLEET_FILES else path
+
+
+class SharedFleetScheduling(LoadFileScheduling):  # pylint: disable=too-few-public-methods
+    """pytest-xdist's ``loadfile`` scheduling, with the files of SHARED_FLEET_FILES as one unit."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return scheduling_unit(nodeid)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """SharedFleetScheduling for ``--dist loadfile`` (None for other modes: xdist's own scheduler)."""
+    return SharedFleetScheduling(config, log) if config.getvalue('dist') == 'loadfile' else None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip the fleet scenarios with a clear reason when not root (the fleet needs namespaces)."""
     del config
@@ -31,3 +71,60 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         skip = pytest.mark.skip(reason='scenario tests build a test fleet and need root')
         for item in items:
             item.add_marker(skip)
+
+
+class DemoSite:
+    """The deployed demo topology: ``lab`` (the fleet), ``inventory`` (its path, mode 0600), ``restore_password`` (of
+    the account node2 restores with), ``db_address`` (node1's)."""
+
+    def __init__(self, lab: Any, topology: Any) -> None:
+        self.lab = lab
+        self.restore_password = 'Rst-' + secrets.token_urlsafe(12)
+        self.db_address = lab.hosts[0].address
+        self.apps = [h.name for h in lab.hosts[1:]]
+        inventory = topology.inventory(lab)
+        database = inventory['all']['children']['database']['hosts'][lab.hosts[0].name]
+        database['database_restore_account'] = {'password': self.restore_password, 'hosts': [lab.hosts[1].address]}
+        self.inventory = str(pathlib.Path(lab.state_dir) / 'demo-site-inventory.yml')
+        fd = os.open(self.inventory, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            json.dump(inventory, handle, indent=1)
+
+    def deploy(self) -> None:
+        """playbooks/deploy.yml on the whole fleet (extra vars in a private file); fails the test on an error."""
+        from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner  # pylint: disable=import-outside-toplevel
+
+        env = self.lab.ansible_env()
+        env['ANSIBLE_INVENTORY'] = self.inventory
+        extra = json.dumps({'opsguard_report_dir': str(pathlib.Path(self.lab.state_dir) / 'reports')})
+        with ansible_runner.private_file(self.lab.state_dir, 'vars-', '.json', extra) as vars_file:
+            proc = subprocess.run([ansible_runner.tool('ansible-playbook'), '-i', self.inventory,
+                                   str(REPO / 'playbooks' / 'deploy.yml'), '-e', f'@{vars_file}'],
+                                  capture_output=True, text=True, env=env, cwd=self.lab.state_dir, timeout=1800, check=False)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+    def ready(self) -> None:
+        """Every host on the network, every instance active and in rotation; else the drained marks go and the deploy
+        runs again (it starts and enables the instances and renders nginx without the marks)."""
+        for host in self.lab.hosts:
+            self.lab.heal(host.name)
+        active = [self.lab.exec(h, 'systemctl is-active anqicms-www.service', check=False, timeout=30).stdout.strip()
+                  for h in self.apps]
+        marks = self.lab.exec(self.lab.hosts[0].name, f'ls -A {DRAINED_DIR} 2>/dev/null || true', timeout=30).stdout.split()
+        if active != ['active'] * len(self.apps) or marks:
+            self.lab.exec(self.lab.hosts[0].name, f'rm -f {DRAINED_DIR}/*', timeout=30)
+            self.deploy()
+
+
+@pytest.fixture(scope='session')
+def demo_site() -> Iterator[DemoSite]:
+    """The demo topology on DEMO_HOSTS hosts, deployed once per session (per worker under xdist)."""
+    sys.path.insert(0, os.path.join(TESTS, 'demo'))
+    import fleet  # pylint: disable=import-outside-toplevel,import-error
+    import topology  # pylint: disable=import-outside-toplevel,import-error
+    from ansible_collections.opsguard.anqicms.tests.utils.lab import running_fleet  # pylint: disable=import-outside-toplevel
+
+    with running_fleet(DEMO_HOSTS, DEMO_MEMORY, fleet.derived_name('demo'), lab=fleet) as lab:
+        site = DemoSite(lab, topology)
+        site.deploy()
+        yield site

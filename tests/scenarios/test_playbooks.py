@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fleet playbooks on a 4-host fleet: node1 = MariaDB + nginx (site www, 3 backends), node2..node4 = AnQiCMS www.
 
-In file order, on one fleet (lab name ``<OPSGUARD_LAB_NAME>-pb``, default ``oglab-pb``):
+In file order, on the deployed demo topology the proxy failover and remote restore scenarios use after this file
+(``demo_site`` in tests/scenarios/conftest.py, lab name ``<OPSGUARD_LAB_NAME>-demo``, default ``oglab-demo``):
 memory_check's exit status follows opsguard_fail_on (bad inputs refused before measuring) -> diagnose reports every host
 -> check mode stops nothing -> two critical hosts with min_healthy
 leaving room for one: exactly one stopped and the report says why not the other -> a rerun changes nothing ->
@@ -43,9 +44,8 @@ import topology  # noqa: E402  pylint: disable=wrong-import-position
 import traffic  # noqa: E402  pylint: disable=wrong-import-position
 
 PLAYBOOKS = REPO / 'playbooks'
-LAB = fleet.derived_name('pb')
 APPS = ['node2', 'node3', 'node4']
-HOSTS = ['node1'] + APPS
+HOSTS = ['node1'] + APPS   # demo_site's hosts
 
 
 class Run:
@@ -62,17 +62,16 @@ class Run:
 
 
 @pytest.fixture(scope='module')
-def lab() -> Iterator[fleet.Fleet]:
-    with running_fleet(len(HOSTS), '1536M', LAB, lab=fleet) as running:
-        yield running
+def lab(demo_site: Any) -> fleet.Fleet:
+    demo_site.ready()
+    assert [h.name for h in demo_site.lab.hosts] == HOSTS
+    return demo_site.lab
 
 
 @pytest.fixture(scope='module')
-def inventory(lab: fleet.Fleet) -> str:
-    path = topology.write_inventory(lab)
-    proc = playbook(lab, path, 'deploy', {}, tmp=pathlib.Path(lab.state_dir))
-    assert proc.rc == 0, proc.out[-4000:]
-    return path
+def inventory(demo_site: Any, lab: fleet.Fleet) -> str:
+    del lab
+    return demo_site.inventory
 
 
 def playbook(lab: fleet.Fleet, inventory_path: str, name: str | pathlib.Path, extra: dict[str, Any], tmp: pathlib.Path,
@@ -369,7 +368,7 @@ def test_recycle_under_traffic_loses_no_request(lab, inventory, tmp):
         result = load.stop()
     assert run.rc == 0, run.out[-4000:]
     assert result['requests'] > 50 and result['failed'] == 0, result['failures'][:5]
-    assert traffic.missing_ids(load.acknowledged, traffic.lab_sql(LAB, 'node1')) == []
+    assert traffic.missing_ids(load.acknowledged, traffic.lab_sql(lab.name, 'node1')) == []
     [done] = run.report('recycle.json')['recycled']
     assert (done['host'], done['name'], done['outcome'], done['config_repaired']) == (target, 'www', 'recycled', False), done
     assert done['drained'] == [{'proxy': 'node1', 'site': 'www', 'backend': f'{lab.host(target).address}:8001'}], done

@@ -2,9 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A backend host that drops off the network behind the proxy role's nginx (issue 11, item 17).
 
-Demo topology on a 3-host fleet (tests/demo/topology.py): node1 = MariaDB + nginx (site www, backends node2:8001 and
-node3:8001), node2/node3 = AnQiCMS www. In file order, on one fleet (lab name
-``<OPSGUARD_LAB_NAME>-failover``, default ``oglab-failover``):
+The deployed demo topology shared with the playbooks and remote restore scenarios (``demo_site`` in
+tests/scenarios/conftest.py, 4 hosts): node1 = MariaDB + nginx (site www, backends node2:8001 to node4:8001), node2 to
+node4 = AnQiCMS www. In file order:
 
 - the rendered site bounds connect and retry time and never replays a POST that reached a backend;
 - node3 is cut off the network (veth down: packets dropped, nothing refused) for longer than fail_timeout under reads,
@@ -27,20 +27,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 import fleet
 from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner
-from ansible_collections.opsguard.anqicms.tests.utils.lab import running_fleet
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tests' / 'demo'))
 import topology  # noqa: E402  pylint: disable=wrong-import-position
 import traffic  # noqa: E402  pylint: disable=wrong-import-position
 
-LAB = fleet.derived_name('failover')
 CONF = '/etc/nginx/conf.d/anqicms-www.conf'
 VICTIM, SURVIVOR = 'node3', 'node2'
 CLIENT_TIMEOUT = 30      # seconds; the issue saw hangs past 15 s
@@ -96,17 +94,15 @@ def sh(lab: fleet.Fleet, host: str, cmd: str | list[str]) -> str:
 
 
 @pytest.fixture(scope='module')
-def lab() -> Iterator[fleet.Fleet]:
-    with running_fleet(3, '1536M', LAB, lab=fleet) as running:
-        yield running
+def lab(demo_site: Any) -> fleet.Fleet:
+    demo_site.ready()
+    return demo_site.lab
 
 
 @pytest.fixture(scope='module')
-def inventory(lab: fleet.Fleet) -> str:
-    path = topology.write_inventory(lab)
-    rc, out, recap = run_playbook(lab, path, REPO / 'playbooks' / 'deploy.yml', {})
-    assert rc == 0, out[-4000:]
-    return path
+def inventory(demo_site: Any, lab: fleet.Fleet) -> str:
+    del lab
+    return demo_site.inventory
 
 
 def test_site_bounds_connect_and_retry_time(lab, inventory):
@@ -123,8 +119,9 @@ def test_site_bounds_connect_and_retry_time(lab, inventory):
 def test_cut_one_backend_under_reads_writes_and_slow_posts(lab, inventory):
     front, victim = lab.host('node1').address, lab.host(VICTIM).address
     log_offset = int(sh(lab, 'node1', 'stat -c %s /var/log/nginx/error.log 2>/dev/null || echo 0') or 0)
+    title = f'failover-{time.time_ns()}'   # the fleet's database also holds the playbooks scenario's writes
     load = TimedTraffic(f'http://{front}', topology.SERVER_NAME, threads=6, interval=0.05, duration=WARMUP + CUT + AFTER + 30,
-                        max_requests=20000, write_ratio=0.3, slow_ratio=0.3, timeout=CLIENT_TIMEOUT)
+                        max_requests=20000, write_ratio=0.3, slow_ratio=0.3, timeout=CLIENT_TIMEOUT, title=title)
     began = time.monotonic()
     load.start()
     try:
@@ -148,11 +145,11 @@ def test_cut_one_backend_under_reads_writes_and_slow_posts(lab, inventory):
     worst = max(samples, key=lambda s: s['latency'])
     worst_after = max(after_cut, key=lambda s: s['latency'])
 
-    run_sql = traffic.lab_sql(LAB, 'node1')
+    run_sql = traffic.lab_sql(lab.name, 'node1')
     acknowledged = load.acknowledged[:]
     missing = traffic.missing_ids(acknowledged, run_sql)
     duplicated = int(run_sql("SELECT COUNT(*) - COUNT(DISTINCT title) FROM `anqicms_www`.`archives` "
-                             "WHERE title LIKE 'traffic %'").strip() or 0)
+                             f"WHERE title LIKE '{title} %'").strip() or 0)
     errors = lab.exec('node1', f'tail -c +{log_offset + 1} /var/log/nginx/error.log', timeout=60).stdout.splitlines()
     connect_failures = [line for line in errors if 'while connecting to upstream' in line and victim in line]
     post_failovers = [line for line in connect_failures if 'request: "POST ' in line]
@@ -212,8 +209,8 @@ def test_a_post_whose_connect_fails_is_passed_to_the_live_backend(lab, inventory
     assert all(seconds < BOUND for dummy, seconds, dummy2 in answers), answers
     errors = lab.exec('node1', f'tail -c +{log_offset + 1} /var/log/nginx/error.log', timeout=60).stdout
     assert re.search(rf'while connecting to upstream.*request: "POST /api/archive.*upstream: "http://{re.escape(victim)}:', errors), errors
-    stored = traffic.lab_sql(LAB, 'node1')(f"SELECT COUNT(*), COUNT(DISTINCT title) FROM `anqicms_www`.`archives` "
-                                           f"WHERE title LIKE '{marker}-%'").split()
+    stored = traffic.lab_sql(lab.name, 'node1')(f"SELECT COUNT(*), COUNT(DISTINCT title) FROM `anqicms_www`.`archives` "
+                                                f"WHERE title LIKE '{marker}-%'").split()
     assert stored == ['4', '4'], f'expected each of the 4 posts stored once, got (rows, distinct titles) = {stored}'
 
 

@@ -1,22 +1,22 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Backup and restore from an app host whose database is on another host, on a 2-host fleet.
+"""Backup and restore from an app host whose database is on another host.
 
-node1 = MariaDB + nginx (site www), node2 = AnQiCMS www with its database on node1 (the demo topology). The database
-role creates the dedicated account (database_restore_account) for node2. From node2: a verified backup over TCP to
+On the deployed demo topology shared with the playbooks and proxy failover scenarios (``demo_site`` in
+tests/scenarios/conftest.py): node1 = MariaDB + nginx (site www), node2 = AnQiCMS www with its database on node1. The
+database role creates the dedicated account (database_restore_account) for node2. From node2: a verified backup over TCP to
 node1, a row deleted afterwards, restore.yml with opsguard_restore_login_host=node1 brings it back; node2's own
 MariaDB (every fleet host runs one) never sees the instance's data, and the instance serves through nginx again.
-Contradicting login inputs are refused before any host is touched. Lab name: ``<OPSGUARD_LAB_NAME>-rr``.
+Contradicting login inputs are refused before any host is touched.
 """
 from __future__ import annotations
 
 import json
 import os
 import pathlib
-import secrets
 import subprocess
 import sys
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -24,31 +24,23 @@ import fleet
 from ansible_collections.opsguard.anqicms.plugins.filter.database_access import database_grants
 from ansible_collections.opsguard.anqicms.plugins.filter.instances import anqicms_instances
 from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner
-from ansible_collections.opsguard.anqicms.tests.utils.lab import running_fleet
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tests' / 'demo'))
 import topology  # noqa: E402  pylint: disable=wrong-import-position
 
-LAB = fleet.derived_name('rr')
 ACCOUNT = 'opsguard_restore'
 TIMEOUT = float(os.environ.get('OPSGUARD_PLAYBOOK_TIMEOUT', '900'))  # a busy machine may need more
 
 
 class Site:
-    """The fleet, its inventory (with the restore account) and the account's password."""
+    """The fleet, its inventory (with the restore account for node2) and the account's password."""
 
-    def __init__(self, lab: fleet.Fleet) -> None:
-        self.lab = lab
-        self.password = 'Rst-' + secrets.token_urlsafe(12)
-        self.db_address = lab.hosts[0].address
-        inventory = topology.inventory(lab)
-        database = inventory['all']['children']['database']['hosts']['node1']
-        database['database_restore_account'] = {'password': self.password, 'hosts': [lab.hosts[1].address]}
-        self.inventory = str(pathlib.Path(lab.state_dir) / 'remote-restore-inventory.yml')
-        fd = os.open(self.inventory, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            json.dump(inventory, handle)
+    def __init__(self, demo_site: Any) -> None:
+        self.lab: fleet.Fleet = demo_site.lab
+        self.password = demo_site.restore_password
+        self.db_address = demo_site.db_address
+        self.inventory = demo_site.inventory
 
     def playbook(self, name: str, extra: dict[str, Any], report_dir: pathlib.Path) -> subprocess.CompletedProcess:
         """playbooks/<name>.yml with the extra vars in a private file (the password never on a command line)."""
@@ -81,12 +73,9 @@ class Site:
 
 
 @pytest.fixture(scope='module')
-def site() -> Iterator[Site]:
-    with running_fleet(2, '1536M', LAB, lab=fleet) as lab:
-        deployed = Site(lab)
-        proc = deployed.playbook('deploy', {}, pathlib.Path(lab.state_dir))
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-        yield deployed
+def site(demo_site: Any) -> Site:
+    demo_site.ready()
+    return Site(demo_site)
 
 
 def out(proc: subprocess.CompletedProcess) -> str:
@@ -110,7 +99,8 @@ def test_backup_and_restore_from_the_app_host_over_tcp(site, tmp_path):
     count_sql = f'SELECT COUNT(*) FROM anqicms_www.archives WHERE id = {ident}'
     assert site.sql('node1', count_sql) == '1'
 
-    run = site.playbook('backup', site.remote_login('opsguard_backup', opsguard_verify=True), tmp_path)
+    # The restore account is node2's: the backup runs on node2 only (the fleet's other app hosts are the playbooks scenario's).
+    run = site.playbook('backup', site.remote_login('opsguard_backup', opsguard_verify=True, opsguard_target='node2'), tmp_path)
     assert run.returncode == 0, out(run)
     backups = site.lab.exec('node2', 'ls /var/backups/anqicms/www', timeout=30).stdout.split()
     assert len(backups) == 1, backups
