@@ -83,17 +83,16 @@ def file_times_table(rows: list[tuple[str, float, int]], load: tuple[float, floa
     return lines
 
 
-# Seconds per file of a whole scenario run on 2 vCPUs (2 workers, `.ci/run` 2026-11-30; the playbooks, roles, proxy
-# failover and remote restore files from runs after they got smaller or began to share demo_site): the order in which
+# Seconds per file of a whole scenario run on 2 vCPUs (2 workers, `.ci/run` 2026-11-30): the order in which
 # pytest-xdist hands whole files to workers (``--dist loadfile --no-loadscope-reorder``), the longest first, so that the
 # last file a worker starts is a short one (the files sharing demo_site go as one unit where the first of them stands:
 # tests/scenarios/conftest.py). Files not listed keep their collection order after the listed ones.
 FILE_SECONDS = {
-    "tests/scenarios/test_playbooks.py": 620, "tests/scenarios/test_monitor.py": 467,
-    "tests/scenarios/test_roles.py": 300, "tests/scenarios/test_release_url.py": 131,
-    "tests/scenarios/test_proxy_failover.py": 55, "tests/scenarios/test_fresh_hosts.py": 110,
-    "tests/scenarios/test_database_settings.py": 83, "tests/scenarios/test_remote_restore.py": 35,
-    "tests/scenarios/test_backup.py": 64, "tests/scenarios/test_graceful_stop.py": 63,
+    "tests/scenarios/test_playbooks.py": 646, "tests/scenarios/test_monitor.py": 433,
+    "tests/scenarios/test_roles.py": 257, "tests/scenarios/test_release_url.py": 125,
+    "tests/scenarios/test_proxy_failover.py": 44, "tests/scenarios/test_fresh_hosts.py": 102,
+    "tests/scenarios/test_database_settings.py": 83, "tests/scenarios/test_remote_restore.py": 33,
+    "tests/scenarios/test_backup.py": 61, "tests/scenarios/test_graceful_stop.py": 56,
     "tests/lab/test_lab.py": 54, "tests/standin/test_contract.py": 28,
     "tests/scenarios/test_memory_facts.py": 18, "tests/scenarios/test_eda.py": 15,
 }
