@@ -65,11 +65,11 @@ req_hash=$({ cat "${req_files[@]}" tests/constraints.txt; echo "$base"; } | sha2
 stamp="$VENV/.opsguard-$req_hash"
 if [ ! -e "$stamp" ]; then
     log "creating $VENV with $base from ${req_files[*]} (constraints: tests/constraints.txt)"
-    # A virtualenv made from another interpreter is made again rather than reused (only a directory with the
-    # pyvenv.cfg of a virtualenv is ever removed).
-    if [ -f "$VENV/pyvenv.cfg" ] && [ -x "$VENV/bin/python" ] \
-            && [ "$("$VENV/bin/python" -c 'import os, sys; print(os.path.realpath(sys._base_executable))')" != "$base" ]; then
-        rm -rf "$VENV"
+    # A virtualenv made from another interpreter, or whose interpreter is gone, is made again rather than reused
+    # (only a directory with the pyvenv.cfg of a virtualenv is ever removed).
+    current=$("$VENV/bin/python" -c 'import os, sys; print(os.path.realpath(sys._base_executable))' 2>/dev/null || true)
+    if [ -f "$VENV/pyvenv.cfg" ] && [ "$current" != "$base" ]; then
+        rm -rf -- "$VENV"
     fi
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
