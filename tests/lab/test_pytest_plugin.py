@@ -94,3 +94,57 @@ def test_the_scheduler_is_xdists_loadfile_with_the_shared_unit() -> None:
     scheduler = object.__new__(conftest.SharedFleetScheduling)   # only the split is under test, not xdist's set-up
     assert scheduler._split_scope('tests/scenarios/test_remote_restore.py::test_x') == conftest.SHARED_GROUP  # pylint: disable=protected-access
     assert scheduler._split_scope('tests/scenarios/test_eda.py::test_y') == 'tests/scenarios/test_eda.py'  # pylint: disable=protected-access
+
+
+class _FakeLab:
+    """Answers DemoSite.ready()'s checks from a table and records every command."""
+
+    def __init__(self, states: dict[str, str], marks: str = '') -> None:
+        self.hosts = [SimpleNamespace(name=name, address=f'10.0.0.{i}') for i, name in enumerate(['node1'] + list(states), 1)]
+        self.states, self.marks, self.commands, self.healed = states, marks, [], []
+
+    def heal(self, host: str) -> None:
+        self.healed.append(host)
+
+    def exec(self, host: str, cmd: str, check: bool = True, timeout: float = 60) -> SimpleNamespace:
+        del check, timeout
+        self.commands.append((host, cmd))
+        if cmd.startswith('systemctl is-active'):
+            return SimpleNamespace(stdout=self.states[host])
+        return SimpleNamespace(stdout=self.marks if cmd.startswith('ls -A') else '')
+
+
+def _site(lab: _FakeLab, failed: int = 0):
+    conftest = _scenarios_conftest()
+    site = object.__new__(conftest.DemoSite)
+    site.lab, site.apps, site.session, site.failures_seen = lab, [h.name for h in lab.hosts[1:]], SimpleNamespace(testsfailed=failed), 0
+    site.deploys = 0
+
+    def deploy() -> None:
+        site.deploys += 1
+
+    site.deploy = deploy
+    return site
+
+
+def test_ready_does_nothing_on_a_clean_fleet_and_resets_a_dirty_one() -> None:
+    clean = {'node2': 'active\nenabled\n', 'node3': 'active\nenabled\n'}
+    lab = _FakeLab(clean)
+    site = _site(lab)
+    site.ready()
+    assert site.deploys == 0 and lab.healed == ['node1', 'node2', 'node3']
+    assert not [cmd for _host, cmd in lab.commands if cmd.startswith(('rm ', 'systemctl restart'))]
+    for states, marks, failed in (({'node2': 'active\ndisabled\n', 'node3': 'active\nenabled\n'}, '', 0),   # disabled
+                                  ({'node2': 'inactive\nenabled\n', 'node3': 'active\nenabled\n'}, '', 0),  # stopped
+                                  ({'node2': 'active\nenabled\nopt_anqicms_www.json\n', 'node3': 'active\nenabled\n'}, '', 0),
+                                  (clean, 'www@10.0.0.2:8001\n', 0),                                        # drained
+                                  (clean, '', 1)):                                                          # a test failed
+        lab = _FakeLab(states, marks)
+        site = _site(lab, failed)
+        site.ready()
+        done = [(host, cmd.split(' ', 2)[:2]) for host, cmd in lab.commands if cmd.startswith(('rm ', 'systemctl restart'))]
+        assert site.deploys == 1, (states, marks, failed)
+        assert ('node1', ['rm', '-f']) in done and ('node2', ['rm', '-f']) in done and ('node3', ['rm', '-f']) in done
+        assert [h for h, cmd in done if cmd[:2] == ['systemctl', 'restart']] == ['node2', 'node3']
+        site.ready()   # a failure is counted once; a fleet that (in this fake) stays dirty is reset again
+        assert site.deploys == (1 if states == clean and not marks else 2), (states, marks, failed)

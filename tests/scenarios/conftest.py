@@ -6,7 +6,9 @@ sys.path and loads the fleet's pytest fixtures. Every test here runs as root.
 ``demo_site`` (session): the demo topology (tests/demo/topology.py) deployed once on 4 hosts -- node1 MariaDB + nginx
 (site www), node2..node4 AnQiCMS www with their database on node1, and a restore account on node1 for node2 -- shared by
 the playbooks, proxy failover and remote restore scenarios, in that order (``SHARED_FLEET_FILES``). Each of them asks
-``demo_site.ready()`` first: every instance active and in rotation, else the drained marks go and the deploy runs again.
+``demo_site.ready()`` first: every instance active, enabled and in rotation, no emergency_stop record left, and no test
+failed since the last check; else the reset (drained marks and records removed, the deploy again, the instances
+restarted, which frees what a test allocated in them).
 Under pytest-xdist (``--dist loadfile``) the scheduler of ``pytest_xdist_make_scheduler`` below gives those three files
 to one worker as one unit, and every other file whole to a worker: the three share one fleet and one deploy.
 """
@@ -44,6 +46,7 @@ SHARED_FLEET_FILES = ('tests/scenarios/test_playbooks.py', 'tests/scenarios/test
 SHARED_GROUP = 'demo-site'
 DEMO_HOSTS, DEMO_MEMORY = 4, '1536M'
 DRAINED_DIR = '/etc/nginx/opsguard-anqicms/drained'
+RECORDS_DIR = '/var/lib/opsguard/emergency_stop'
 
 
 def scheduling_unit(nodeid: str) -> str:
@@ -77,8 +80,10 @@ class DemoSite:
     """The deployed demo topology: ``lab`` (the fleet), ``inventory`` (its path, mode 0600), ``restore_password`` (of
     the account node2 restores with), ``db_address`` (node1's)."""
 
-    def __init__(self, lab: Any, topology: Any) -> None:
+    def __init__(self, lab: Any, topology: Any, session: pytest.Session) -> None:
         self.lab = lab
+        self.session = session
+        self.failures_seen = session.testsfailed
         self.restore_password = 'Rst-' + secrets.token_urlsafe(12)
         self.db_address = lab.hosts[0].address
         self.apps = [h.name for h in lab.hosts[1:]]
@@ -104,20 +109,31 @@ class DemoSite:
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
     def ready(self) -> None:
-        """Every host on the network, every instance active and in rotation; else the drained marks go and the deploy
-        runs again (it starts and enables the instances and renders nginx without the marks)."""
+        """Every host on the network; then, when a test failed since the last call or an instance is not active and
+        enabled, a backend is drained or an emergency_stop record is left: the reset (marks and records removed, the
+        deploy again -- it starts and enables the instances and renders nginx without the marks --, every instance
+        restarted, which frees what a test allocated in it, and answering again)."""
         for host in self.lab.hosts:
             self.lab.heal(host.name)
-        active = [self.lab.exec(h, 'systemctl is-active anqicms-www.service', check=False, timeout=30).stdout.strip()
+        failed, self.failures_seen = self.session.testsfailed > self.failures_seen, self.session.testsfailed
+        states = [self.lab.exec(h, 'systemctl is-active anqicms-www.service; systemctl is-enabled anqicms-www.service; '
+                                   f'ls -A {RECORDS_DIR} 2>/dev/null || true', check=False, timeout=30).stdout.split()
                   for h in self.apps]
         marks = self.lab.exec(self.lab.hosts[0].name, f'ls -A {DRAINED_DIR} 2>/dev/null || true', timeout=30).stdout.split()
-        if active != ['active'] * len(self.apps) or marks:
-            self.lab.exec(self.lab.hosts[0].name, f'rm -f {DRAINED_DIR}/*', timeout=30)
-            self.deploy()
+        if not failed and not marks and all(state == ['active', 'enabled'] for state in states):
+            return
+        self.lab.exec(self.lab.hosts[0].name, f'rm -f {DRAINED_DIR}/*', timeout=30)
+        for host in self.apps:
+            self.lab.exec(host, f'rm -f {RECORDS_DIR}/*', timeout=30)
+        self.deploy()
+        for host in self.apps:
+            self.lab.exec(host, 'systemctl restart anqicms-www.service && for i in $(seq 60); do '
+                                'curl -fs -m 2 -o /dev/null http://127.0.0.1:8001/system/api/version/info && exit 0; sleep 1; '
+                                'done; exit 1', timeout=120)
 
 
 @pytest.fixture(scope='session')
-def demo_site() -> Iterator[DemoSite]:
+def demo_site(request: pytest.FixtureRequest) -> Iterator[DemoSite]:
     """The demo topology on DEMO_HOSTS hosts, deployed once per session (per worker under xdist)."""
     sys.path.insert(0, os.path.join(TESTS, 'demo'))
     import fleet  # pylint: disable=import-outside-toplevel,import-error
@@ -125,6 +141,6 @@ def demo_site() -> Iterator[DemoSite]:
     from ansible_collections.opsguard.anqicms.tests.utils.lab import running_fleet  # pylint: disable=import-outside-toplevel
 
     with running_fleet(DEMO_HOSTS, DEMO_MEMORY, fleet.derived_name('demo'), lab=fleet) as lab:
-        site = DemoSite(lab, topology)
+        site = DemoSite(lab, topology, request.session)
         site.deploy()
         yield site
