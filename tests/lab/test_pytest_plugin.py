@@ -4,6 +4,7 @@ Run: cd /work/main && .venv/bin/python -m pytest tests/lab/test_pytest_plugin.py
 """
 from __future__ import annotations
 
+import functools
 import pathlib
 from types import SimpleNamespace
 
@@ -61,8 +62,9 @@ def test_the_recorded_order_names_files_that_exist() -> None:
     assert missing == [], 'FILE_SECONDS names files that are gone (rename them there too)'
 
 
+@functools.lru_cache(maxsize=None)
 def _scenarios_conftest():
-    """tests/scenarios/conftest.py as a module of its own (it is no package)."""
+    """tests/scenarios/conftest.py as a module of its own (it is no package), loaded once for these tests."""
     import importlib.util  # pylint: disable=import-outside-toplevel
 
     path = pathlib.Path(__file__).resolve().parents[1] / 'scenarios' / 'conftest.py'
