@@ -83,6 +83,23 @@ def file_times_table(rows: list[tuple[str, float, int]], load: tuple[float, floa
     return lines
 
 
+def worker_timeline(reports: Iterable[Any]) -> list[str]:
+    """When each worker ran which file, in seconds from the first test's start (``report.start``/``report.stop``;
+    pytest-xdist sets ``worker_id``): where a worker waited or ran alone at the end. One line per worker and file."""
+    spans: dict[tuple[str, str], list[float]] = {}
+    for report in reports:
+        start, stop = getattr(report, "start", None), getattr(report, "stop", None)
+        if not isinstance(start, (int, float)) or not isinstance(stop, (int, float)):
+            continue
+        span = spans.setdefault((str(getattr(report, "worker_id", "") or "main"), _file_of(report.nodeid)), [start, stop])
+        span[0], span[1] = min(span[0], start), max(span[1], stop)
+    if not spans:
+        return []
+    origin = min(start for start, _stop in spans.values())
+    rows = sorted(spans.items(), key=lambda item: (item[0][0], item[1][0]))
+    return [f"{worker:>5} {start - origin:7.0f} {stop - origin:7.0f}  {path}" for (worker, path), (start, stop) in rows]
+
+
 # Seconds per file of a whole scenario run on 2 vCPUs (2 workers, `.ci/run` 2026-11-30): the order in which
 # pytest-xdist hands whole files to workers (``--dist loadfile --no-loadscope-reorder``), the longest first, so that the
 # last file a worker starts is a short one (the files sharing demo_site go as one unit where the first of them stands:
@@ -134,6 +151,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_sep("=", "seconds per test file (setup + call + teardown)")
     for line in file_times_table(rows, os.getloadavg()):
         terminalreporter.write_line(line)
+    timeline = worker_timeline(_REPORTS)
+    if timeline:
+        terminalreporter.write_sep("-", "when each worker ran each file (seconds from the first start)")
+        terminalreporter.write_line(f"{'worker':>5} {'from':>7} {'to':>7}  file")
+        for line in timeline:
+            terminalreporter.write_line(line)
 
 
 def _session_memory() -> str | None:

@@ -43,6 +43,24 @@ def test_the_table_shows_share_tests_total_and_load() -> None:
     assert pytest_plugin.file_times_table([])[-1].split() == ['0.0', '0.0%', '0', 'all', 'files']
 
 
+def test_the_timeline_shows_each_workers_files_from_the_first_start() -> None:
+    def report(nodeid, start, stop, worker=None):
+        return SimpleNamespace(nodeid=nodeid, start=start, stop=stop, **({'worker_id': worker} if worker else {}))
+    reports = [report('tests/scenarios/test_a.py::one', 1000.0, 1100.0, 'gw0'),
+               report('tests/scenarios/test_a.py::two', 1100.0, 1250.4, 'gw0'),
+               report('tests/lab/test_b.py::x', 1010.0, 1020.0, 'gw1'),
+               report('tests/standin/test_c.py::y', 1251.0, 1300.0, 'gw0'),
+               report('tests/lab/test_b.py::z', 1020.0, 1030.0, 'gw1'),
+               SimpleNamespace(nodeid='tests/lab/test_b.py::w', duration=1.0)]   # no start/stop: left out
+    assert [line.split() for line in pytest_plugin.worker_timeline(reports)] == [
+        ['gw0', '0', '250', 'tests/scenarios/test_a.py'],
+        ['gw0', '251', '300', 'tests/standin/test_c.py'],
+        ['gw1', '10', '30', 'tests/lab/test_b.py'],
+    ]
+    assert pytest_plugin.worker_timeline([report('t.py::a', 5.0, 7.0)]) == [' main       0       2  t.py']
+    assert pytest_plugin.worker_timeline([]) == []
+
+
 def test_whole_files_go_longest_first_and_keep_their_inner_order() -> None:
     nodeids = ['tests/standin/test_c.py::a', 'tests/lab/test_b.py::x', 'tests/scenarios/test_a.py::one',
                'tests/lab/test_b.py::y', 'tests/scenarios/test_new.py::n', 'tests/scenarios/test_a.py::two',
