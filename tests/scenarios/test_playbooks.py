@@ -9,56 +9,33 @@ memory_check's exit status follows opsguard_fail_on (bad inputs refused before m
 leaving room for one: exactly one stopped and the report says why not the other -> a rerun changes nothing ->
 recover brings it back -> a host whose network is cut mid-run: the other is stopped and the report shows the cut one.
 Then recycle: one instance under steady traffic through nginx (0 failed requests, a new PID) -> check mode plans only
-and the recycle limit refuses -> an instance that cannot start stays out of rotation and fails the run -> a config.json
+and the recycle limit refuses -> an instance that cannot start stays out of rotation and fails the run -> so does one
+whose host the control node loses as the start begins (its health unknown) -> a config.json
 cut short or emptied as by a kill mid-rewrite is put back by recover and by recycle before the start.
-Then, on a 1-host self-contained fleet deployed once (lab ``<OPSGUARD_LAB_NAME>-pb1``): emergency_stop backup=true
-takes a cold backup and recover restore=latest brings back a row deleted after the stop; then, with the backups of
-that test removed, a cold backup drains, stops, backs up, starts and undrains, and restore.yml (check mode first)
-brings back a row deleted after the backup.
-Last, recycle restores a config.json cut short from the newest verified backup.
+The backup paths of these playbooks run on one self-contained host: test_playbooks_single_host.py.
 Every outcome is confirmed from outside the playbook (systemd on the hosts, nginx state, the reports).
 """
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import re
-import subprocess
 import sys
-import threading
 import time
 import xml.etree.ElementTree as ET
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 import fleet
-from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner
-from ansible_collections.opsguard.anqicms.tests.utils.lab import running_fleet
-from ansible_collections.opsguard.anqicms.tests.utils.webhook_receiver import Receiver
+from fleet_playbooks import REPO, drained, playbook, unit_state
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tests' / 'demo'))
 import topology  # noqa: E402  pylint: disable=wrong-import-position
 import traffic  # noqa: E402  pylint: disable=wrong-import-position
 
-PLAYBOOKS = REPO / 'playbooks'
 APPS = ['node2', 'node3', 'node4']
 HOSTS = ['node1'] + APPS   # demo_site's hosts
-
-
-class Run:
-    """One ansible-playbook run against the demo inventory."""
-
-    def __init__(self, proc: subprocess.CompletedProcess, report_dir: pathlib.Path) -> None:
-        self.rc = proc.returncode
-        self.out = proc.stdout + proc.stderr
-        self.report_dir = report_dir
-        self.recap = ansible_runner.recap(proc.stdout)
-
-    def report(self, name: str) -> dict[str, Any]:
-        return json.loads((self.report_dir / name).read_text(encoding='utf-8'))
 
 
 @pytest.fixture(scope='module')
@@ -74,51 +51,6 @@ def inventory(demo_site: Any, lab: fleet.Fleet) -> str:
     return demo_site.inventory
 
 
-def playbook(lab: fleet.Fleet, inventory_path: str, name: str | pathlib.Path, extra: dict[str, Any], tmp: pathlib.Path,
-             check: bool = False, on_line: Any = None, shared_ssh: bool = True) -> Run:
-    """Run playbooks/<name>.yml (or the playbook at a path); on_line(line) is called for every output line while it runs.
-
-    shared_ssh=False gives every task its own SSH connection: a host whose network is cut then fails within
-    ConnectTimeout instead of leaving ansible waiting on a multiplexed master connection.
-    """
-    report_dir = tmp / 'reports'
-    extra = dict({'opsguard_report_dir': str(report_dir)}, **extra)
-    path = name if isinstance(name, pathlib.Path) else PLAYBOOKS / f'{name}.yml'
-    vars_file = tmp / f'{path.stem}-vars.json'
-    vars_file.write_text(json.dumps(extra), encoding='utf-8')
-    argv = [str(REPO / '.venv' / 'bin' / 'ansible-playbook'), '-i', inventory_path, str(path),
-            '-e', f'@{vars_file}'] + (['--check'] if check else [])
-    env = lab.ansible_env()
-    env['ANSIBLE_INVENTORY'] = inventory_path
-    if not shared_ssh:
-        env['ANSIBLE_SSH_ARGS'] = '-o ControlMaster=no -o ControlPath=none'
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp) as proc:
-        lines: list[str] = []
-        timer = threading.Timer(float(os.environ.get('OPSGUARD_PLAYBOOK_TIMEOUT', '600')), proc.kill)  # a busy machine may need more
-        timer.start()
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                lines.append(line)
-                if on_line:
-                    on_line(line)
-        finally:
-            timer.cancel()
-        rc = proc.wait()
-    return Run(subprocess.CompletedProcess(argv, rc, ''.join(lines), ''), report_dir)
-
-
-def unit_state(lab: fleet.Fleet, host: str) -> tuple[str, str, str]:
-    """(ActiveState, UnitFileState, MainPID) of the instance unit, read on the host."""
-    out = lab.exec(host, 'systemctl show -p ActiveState,UnitFileState,MainPID anqicms-www.service', timeout=30).stdout
-    props = dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
-    return props.get('ActiveState', ''), props.get('UnitFileState', ''), props.get('MainPID', '')
-
-
-def drained(lab: fleet.Fleet) -> list[str]:
-    return lab.exec('node1', 'ls /etc/nginx/opsguard-anqicms/drained 2>/dev/null || true', timeout=30).stdout.split()
-
-
 def make_critical(lab: fleet.Fleet, host: str) -> None:
     topology.make_critical(lab, host, available_percent=8.0, leak_mib_per_s=0)
 
@@ -131,16 +63,6 @@ def release_memory(lab: fleet.Fleet, host: str) -> None:
 @pytest.fixture()
 def tmp(tmp_path: pathlib.Path) -> pathlib.Path:
     return tmp_path
-
-
-@pytest.fixture(scope='module')
-def single_host() -> Iterator[tuple[fleet.Fleet, str]]:
-    """One self-contained host (MariaDB, nginx and AnQiCMS www) with the demo deployed: (fleet, inventory path)."""
-    with running_fleet(1, '1536M', fleet.derived_name('pb1'), lab=fleet) as running:
-        inv = topology.write_inventory(running, local=True)
-        run = playbook(running, inv, 'deploy', {}, tmp=pathlib.Path(running.state_dir))
-        assert run.rc == 0, run.out[-4000:]
-        yield running, inv
 
 
 def test_memory_check_exit_status_follows_fail_on(lab, inventory, tmp):
@@ -314,7 +236,9 @@ def test_network_cut_mid_run(lab, inventory, tmp):
     assert outcome[cut[0]]['outcome'] == 'failed' and outcome[cut[0]]['error'].startswith('unreachable (found at task '), outcome
     # The connection error itself, not what a later task of the role made of the missing result.
     error = outcome[cut[0]]['error']
-    assert f'remote host "{lab.host(cut[0]).address}"' in error and 'has no attribute' not in error, outcome
+    assert lab.host(cut[0]).address in error and 'has no attribute' not in error, outcome
+    # ... found where the app role's stop checks the host answered, before the graceful stop is even tried.
+    assert "found at task 'Stop | the host answered before the stop: www'" in error, outcome
     assert unit_state(lab, first)[0] == 'inactive'
     assert unit_state(lab, cut[0])[0] == 'active'
     assert f"{cut[0]}:www  FAILED: unreachable" in run.out
@@ -433,6 +357,45 @@ def test_recycle_failed_health_check_stays_out_of_rotation(lab, inventory, tmp):
     assert backend not in drained(lab) and victim in serving(lab)
 
 
+def test_recycle_host_lost_during_its_start_stays_out_of_rotation(lab, inventory, tmp):
+    """The control node loses the host right after the stop, as the start begins: the start and the health check are
+    unreachable, so the backend must stay drained (nginx could still reach the host; its health is unknown) and the
+    run fails with the connection error. Put back by hand afterwards, as an operator would."""
+    up = serving(lab)
+    assert len(up) >= 2, up
+    history = {h: lab.exec(h, 'test -f /var/lib/opsguard/recycle/opt_anqicms_www.json', check=False).returncode == 0 for h in up}
+    target = next((h for h in up if not history[h]), up[0])
+    backend = f'{lab.host(target).address}:8001'
+    cut: list[str] = []
+
+    def on_line(line: str) -> None:
+        if not cut and line.startswith('TASK [opsguard.anqicms.app : Start | start the unit: www]'):
+            lab.cut(target)
+            cut.append(target)
+
+    try:
+        run = playbook(lab, inventory, 'recycle', {'opsguard_instances': [f'{target}:www'], 'opsguard_health_timeout': 10},
+                       tmp, on_line=on_line, shared_ssh=False)
+    finally:
+        for host in cut:
+            lab.heal(host)
+    assert cut, 'the run never reached the start'
+    assert run.rc != 0, run.out[-3000:]
+    [failed] = run.report('recycle.json')['recycled']
+    assert failed['outcome'] == 'failed', failed
+    assert failed['error'].startswith("unreachable (found at task 'Start | the host answered the health check: www')"), failed
+    assert lab.host(target).address in failed['error'], failed
+    assert f'www@{backend}' in drained(lab), 'a host lost during its health check went back into rotation'
+    assert 'TASK [opsguard.anqicms.proxy : Undrain' not in run.out
+    # Back by hand: start the unit, then the proxy role's undrain.
+    lab.exec(target, 'systemctl start anqicms-www.service', timeout=60)
+    wait_answers(lab, target)
+    run = playbook(lab, inventory, REPO / 'tests' / 'roles' / 'drain.yml',
+                   {'drain_action': 'undrain', 'proxy_drain_site': 'www', 'proxy_drain_backend': backend}, tmp)
+    assert run.rc == 0, run.out[-3000:]
+    assert target in serving(lab), drained(lab)
+
+
 def test_kill_mid_config_rewrite_recover_and_recycle_restore_it(lab, inventory, tmp):
     """AnQiCMS rewrites config.json with O_TRUNC and no fsync: a kill mid-write leaves it cut short or empty and the
     instance cannot start. recover and recycle put back the last-good copy before the start and say so."""
@@ -464,124 +427,3 @@ def test_kill_mid_config_rewrite_recover_and_recycle_restore_it(lab, inventory, 
     assert 'is empty' in done['config_problem'] and f'{target}:www  RECYCLED' in run.out and 'config.json RESTORED' in run.out
     assert lab.exec(target, f'cat {CONFIG}').stdout == good
     assert answers(lab, target) and target in serving(lab)
-
-
-def test_cold_backup_on_stop_and_restore_on_recover(single_host, tmp):
-    """One self-contained host: emergency_stop backup=true, a write lost afterwards, recover restore=latest brings it back.
-    Every action (drain, stop, backup, restore, undrain) is recorded in the host's journal and POSTed to a webhook
-    receiver on the lab bridge; the webhook's token appears in no output."""
-    single, inv = single_host
-    posted = single.exec('node1', "curl -s -m 10 -H 'Host: www.demo.test' -d 'title=kept&content=before+the+stop' http://127.0.0.1:8001/api/archive")
-    ident = json.loads(posted.stdout)['data']['id']
-    since = single.exec('node1', 'date +%s').stdout.strip()
-    receiver = Receiver(single.names.gateway)
-    token = os.urandom(12).hex()
-    root = {'opsguard_backup_login_user': 'root', 'opsguard_restore_login_user': 'root',
-            'opsguard_notify_url': receiver.url(f'/hook/{token}')}
-
-    run = playbook(single, inv, 'emergency_stop', dict(root, opsguard_stop_instances=['node1:www'], opsguard_min_healthy=0,
-                                                       opsguard_backup=True, opsguard_backup_verify=True), tmp)
-    assert run.rc == 0, run.out[-4000:]
-    stopped = run.report('emergency_stop.json')['stopped']
-    assert [s['outcome'] for s in stopped] == ['stopped_gracefully'] and stopped[0]['backup_id'], stopped
-    backups = single.exec('node1', 'ls /var/backups/anqicms/www').stdout.split()
-    assert stopped[0]['backup_id'] in backups
-
-    single.exec('node1', ['mysql', '-e', f'DELETE FROM anqicms_www.archives WHERE id = {int(ident)}'])
-    run = playbook(single, inv, 'recover', dict(root, opsguard_restore='latest'), tmp)
-    assert run.rc == 0, run.out[-4000:]
-    count = single.exec('node1', ['mysql', '-N', '-B', '-e', f'SELECT COUNT(*) FROM anqicms_www.archives WHERE id = {int(ident)}'])
-    assert count.stdout.strip() == '1', 'the restore did not bring the row back'
-    assert unit_state(single, 'node1')[:2] == ('active', 'enabled')
-    receiver.close()
-    assert token not in run.out
-    out = single.exec('node1', f'journalctl --no-pager -o json SYSLOG_IDENTIFIER=opsguard INSTANCE=www --since @{since}').stdout
-    journal = [json.loads(line) for line in out.splitlines() if line.strip()]
-    actions = ['drain', 'stop', 'backup', 'restore', 'undrain']
-    outcomes = ['drained', 'stopped_gracefully', 'backed_up', 'restored', 'undrained']
-    assert [(e['ACTION'], e['OUTCOME']) for e in journal] == list(zip(actions, outcomes)), journal
-    assert journal[1]['REASON'] == 'emergency_stop: named in opsguard_stop_instances' and int(journal[1]['RSS_FREED']) > 0
-    assert journal[1]['DIAGNOSTICS'].startswith('/var/lib/opsguard/diagnostics/') and journal[2]['BACKUP_ID'] == stopped[0]['backup_id']
-    assert json.loads(journal[0]['DRAINS'])[0]['site'] == 'www'
-    assert [r['action'] for r in receiver.records()] == actions
-    assert all(path == f'/hook/{token}' for path, dummy in receiver.posts)
-    assert receiver.records()[1]['rss_freed'] == int(journal[1]['RSS_FREED'])
-
-
-def test_cold_backup_then_restore_playbook(single_host, tmp):
-    """One self-contained host: a cold backup drains, stops, backs up, starts and undrains; after a change, restore.yml
-    (check mode first) brings the data back through the same stop and start, and the instance serves again."""
-    single, inv = single_host
-    # The host of the previous test: its backups go, the instance must be serving again.
-    single.exec('node1', 'rm -rf /var/backups/anqicms/www')
-    assert unit_state(single, 'node1')[:2] == ('active', 'enabled') and drained(single) == [], 'the previous test left www stopped'
-    posted = single.exec('node1', "curl -s -m 10 -H 'Host: www.demo.test' -d 'title=kept&content=before+the+backup' http://127.0.0.1:8001/api/archive")
-    ident = int(json.loads(posted.stdout)['data']['id'])
-    count_sql = ['mysql', '-N', '-B', '-e', f'SELECT COUNT(*) FROM anqicms_www.archives WHERE id = {ident}']
-    pid_before = unit_state(single, 'node1')[2]
-
-    # Cold backup through the lifecycle entry points: drained at nginx, stopped, backed up, started, undrained.
-    run = playbook(single, inv, 'backup', {'opsguard_cold': True, 'opsguard_verify': True}, tmp)
-    assert run.rc == 0, run.out[-4000:]
-    assert 'node1 www 127.0.0.1:8001' in run.out, 'the cold backup did not drain the instance at nginx'
-    state = unit_state(single, 'node1')
-    assert state[:2] == ('active', 'enabled') and state[2] != pid_before, state
-    assert drained(single) == []
-    backups = single.exec('node1', 'ls /var/backups/anqicms/www').stdout.split()
-    assert len(backups) == 1, backups
-
-    single.exec('node1', ['mysql', '-e', f'DELETE FROM anqicms_www.archives WHERE id = {ident}'])
-    assert single.exec('node1', count_sql).stdout.strip() == '0'
-
-    # Inputs are checked before anything is touched.
-    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:www'], 'opsguard_restore': 'yesterday'}, tmp)
-    assert run.rc != 0 and 'opsguard_restore must be' in run.out and "got 'yesterday'" in run.out, run.out[-2000:]
-    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:www'], 'opsguard_restore': 'latest',
-                                            'restore_login_user': 'root'}, tmp)
-    assert run.rc != 0 and 'restore_login_user was renamed opsguard_restore_login_user' in run.out, run.out[-2000:]
-    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:nosuch'], 'opsguard_restore': 'latest'}, tmp)
-    assert run.rc != 0 and 'opsguard_restore_instances names node1:nosuch' in run.out, run.out[-2000:]
-    assert unit_state(single, 'node1')[:2] == ('active', 'enabled')
-
-    # Check mode: the backup is verified and the plan shown; nothing stops, nothing is restored.
-    pid = unit_state(single, 'node1')[2]
-    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:www'], 'opsguard_restore': 'latest'}, tmp, check=True)
-    assert run.rc == 0, run.out[-4000:]
-    assert f'node1:www would restore backup {backups[0]}' in run.out, run.out[-3000:]
-    assert unit_state(single, 'node1') == ('active', 'enabled', pid)
-    assert single.exec('node1', count_sql).stdout.strip() == '0'
-
-    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:www'], 'opsguard_restore': 'latest'}, tmp)
-    assert run.rc == 0, run.out[-4000:]
-    assert single.exec('node1', count_sql).stdout.strip() == '1', 'the restore did not bring the row back'
-    [restored] = run.report('restore.json')['restored']
-    assert (restored['host'], restored['name'], restored['backup_id']) == ('node1', 'www', backups[0]), restored
-    assert restored['undrained'] == [{'proxy': 'node1', 'site': 'www', 'backend': '127.0.0.1:8001'}], restored
-    assert unit_state(single, 'node1')[:2] == ('active', 'enabled')
-    assert drained(single) == []
-    via_nginx = single.exec('node1', "curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Host: www.demo.test' http://127.0.0.1/")
-    assert via_nginx.stdout.strip() == '200', via_nginx.stdout
-
-
-def test_recycle_restores_config_from_the_newest_verified_backup(single_host, tmp):
-    """No kept copy, a backup: the config.json a kill cut short is restored from the newest verified backup, the
-    instance is recycled (min_healthy 0: the only one) and serves."""
-    single, inv = single_host
-    backups = single.exec('node1', 'ls /var/backups/anqicms/www', check=False).stdout.split()
-    if not backups:  # run alone (the previous test leaves one): a verified backup of its own
-        run = playbook(single, inv, 'backup', {'opsguard_verify': True}, tmp)
-        assert run.rc == 0, run.out[-4000:]
-        backups = single.exec('node1', 'ls /var/backups/anqicms/www').stdout.split()
-    assert backups, 'no backup of www to restore config.json from'
-    good = single.exec('node1', 'cat /opt/anqicms/www/config.json').stdout
-    single.exec('node1', 'rm -f /var/lib/opsguard/config/opt_anqicms_www.json; head -c 30 /opt/anqicms/www/config.json > /tmp/cut; '
-                         'cat /tmp/cut > /opt/anqicms/www/config.json')
-    run = playbook(single, inv, 'recycle', {'opsguard_instances': ['node1:www'], 'opsguard_min_healthy': 0}, tmp)
-    assert run.rc == 0, run.out[-4000:]
-    [done] = run.report('recycle.json')['recycled']
-    assert done['config_repaired'] is True and done['config_source']['kind'] == 'backup', done
-    assert done['config_source']['id'] == sorted(backups)[-1], (done, backups)
-    assert json.loads(single.exec('node1', 'cat /opt/anqicms/www/config.json').stdout) == json.loads(good)
-    assert unit_state(single, 'node1')[:2] == ('active', 'enabled') and drained(single) == []
-    via_nginx = single.exec('node1', "curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Host: www.demo.test' http://127.0.0.1/")
-    assert via_nginx.stdout.strip() == '200', via_nginx.stdout

@@ -1,0 +1,164 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet playbooks' backup paths on a 1-host self-contained fleet (MariaDB, nginx and AnQiCMS www on node1),
+deployed once (lab ``<OPSGUARD_LAB_NAME>-pb1``).
+
+In file order: emergency_stop backup=true takes a cold backup and recover restore=latest brings back a row deleted
+after the stop; then, with the backups of that test removed, a cold backup drains, stops, backs up, starts and
+undrains, and restore.yml (check mode first) brings back a row deleted after the backup; last, recycle restores a
+config.json cut short from the newest verified backup. A file of its own (not with test_playbooks.py, which uses the
+shared demo topology), so that pytest-xdist can run it next to that group.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+from typing import Iterator
+
+import pytest
+
+import fleet
+from fleet_playbooks import REPO, drained, playbook, unit_state
+from ansible_collections.opsguard.anqicms.tests.utils.lab import running_fleet
+from ansible_collections.opsguard.anqicms.tests.utils.webhook_receiver import Receiver
+
+sys.path.insert(0, str(REPO / 'tests' / 'demo'))
+import topology  # noqa: E402  pylint: disable=wrong-import-position
+
+
+@pytest.fixture()
+def tmp(tmp_path: pathlib.Path) -> pathlib.Path:
+    return tmp_path
+
+
+@pytest.fixture(scope='module')
+def single_host() -> Iterator[tuple[fleet.Fleet, str]]:
+    """One self-contained host (MariaDB, nginx and AnQiCMS www) with the demo deployed: (fleet, inventory path)."""
+    with running_fleet(1, '1536M', fleet.derived_name('pb1'), lab=fleet) as running:
+        inv = topology.write_inventory(running, local=True)
+        run = playbook(running, inv, 'deploy', {}, tmp=pathlib.Path(running.state_dir))
+        assert run.rc == 0, run.out[-4000:]
+        yield running, inv
+
+
+def test_cold_backup_on_stop_and_restore_on_recover(single_host, tmp):
+    """One self-contained host: emergency_stop backup=true, a write lost afterwards, recover restore=latest brings it back.
+    Every action (drain, stop, backup, restore, undrain) is recorded in the host's journal and POSTed to a webhook
+    receiver on the lab bridge; the webhook's token appears in no output."""
+    single, inv = single_host
+    posted = single.exec('node1', "curl -s -m 10 -H 'Host: www.demo.test' -d 'title=kept&content=before+the+stop' http://127.0.0.1:8001/api/archive")
+    ident = json.loads(posted.stdout)['data']['id']
+    since = single.exec('node1', 'date +%s').stdout.strip()
+    receiver = Receiver(single.names.gateway)
+    token = os.urandom(12).hex()
+    root = {'opsguard_backup_login_user': 'root', 'opsguard_restore_login_user': 'root',
+            'opsguard_notify_url': receiver.url(f'/hook/{token}')}
+
+    run = playbook(single, inv, 'emergency_stop', dict(root, opsguard_stop_instances=['node1:www'], opsguard_min_healthy=0,
+                                                       opsguard_backup=True, opsguard_backup_verify=True), tmp)
+    assert run.rc == 0, run.out[-4000:]
+    stopped = run.report('emergency_stop.json')['stopped']
+    assert [s['outcome'] for s in stopped] == ['stopped_gracefully'] and stopped[0]['backup_id'], stopped
+    backups = single.exec('node1', 'ls /var/backups/anqicms/www').stdout.split()
+    assert stopped[0]['backup_id'] in backups
+
+    single.exec('node1', ['mysql', '-e', f'DELETE FROM anqicms_www.archives WHERE id = {int(ident)}'])
+    run = playbook(single, inv, 'recover', dict(root, opsguard_restore='latest'), tmp)
+    assert run.rc == 0, run.out[-4000:]
+    count = single.exec('node1', ['mysql', '-N', '-B', '-e', f'SELECT COUNT(*) FROM anqicms_www.archives WHERE id = {int(ident)}'])
+    assert count.stdout.strip() == '1', 'the restore did not bring the row back'
+    assert unit_state(single, 'node1')[:2] == ('active', 'enabled')
+    receiver.close()
+    assert token not in run.out
+    out = single.exec('node1', f'journalctl --no-pager -o json SYSLOG_IDENTIFIER=opsguard INSTANCE=www --since @{since}').stdout
+    journal = [json.loads(line) for line in out.splitlines() if line.strip()]
+    actions = ['drain', 'stop', 'backup', 'restore', 'undrain']
+    outcomes = ['drained', 'stopped_gracefully', 'backed_up', 'restored', 'undrained']
+    assert [(e['ACTION'], e['OUTCOME']) for e in journal] == list(zip(actions, outcomes)), journal
+    assert journal[1]['REASON'] == 'emergency_stop: named in opsguard_stop_instances' and int(journal[1]['RSS_FREED']) > 0
+    assert journal[1]['DIAGNOSTICS'].startswith('/var/lib/opsguard/diagnostics/') and journal[2]['BACKUP_ID'] == stopped[0]['backup_id']
+    assert json.loads(journal[0]['DRAINS'])[0]['site'] == 'www'
+    assert [r['action'] for r in receiver.records()] == actions
+    assert all(path == f'/hook/{token}' for path, dummy in receiver.posts)
+    assert receiver.records()[1]['rss_freed'] == int(journal[1]['RSS_FREED'])
+
+
+def test_cold_backup_then_restore_playbook(single_host, tmp):
+    """One self-contained host: a cold backup drains, stops, backs up, starts and undrains; after a change, restore.yml
+    (check mode first) brings the data back through the same stop and start, and the instance serves again."""
+    single, inv = single_host
+    # The host of the previous test: its backups go, the instance must be serving again.
+    single.exec('node1', 'rm -rf /var/backups/anqicms/www')
+    assert unit_state(single, 'node1')[:2] == ('active', 'enabled') and drained(single) == [], 'the previous test left www stopped'
+    posted = single.exec('node1', "curl -s -m 10 -H 'Host: www.demo.test' -d 'title=kept&content=before+the+backup' http://127.0.0.1:8001/api/archive")
+    ident = int(json.loads(posted.stdout)['data']['id'])
+    count_sql = ['mysql', '-N', '-B', '-e', f'SELECT COUNT(*) FROM anqicms_www.archives WHERE id = {ident}']
+    pid_before = unit_state(single, 'node1')[2]
+
+    # Cold backup through the lifecycle entry points: drained at nginx, stopped, backed up, started, undrained.
+    run = playbook(single, inv, 'backup', {'opsguard_cold': True, 'opsguard_verify': True}, tmp)
+    assert run.rc == 0, run.out[-4000:]
+    assert 'node1 www 127.0.0.1:8001' in run.out, 'the cold backup did not drain the instance at nginx'
+    state = unit_state(single, 'node1')
+    assert state[:2] == ('active', 'enabled') and state[2] != pid_before, state
+    assert drained(single) == []
+    backups = single.exec('node1', 'ls /var/backups/anqicms/www').stdout.split()
+    assert len(backups) == 1, backups
+
+    single.exec('node1', ['mysql', '-e', f'DELETE FROM anqicms_www.archives WHERE id = {ident}'])
+    assert single.exec('node1', count_sql).stdout.strip() == '0'
+
+    # Inputs are checked before anything is touched.
+    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:www'], 'opsguard_restore': 'yesterday'}, tmp)
+    assert run.rc != 0 and 'opsguard_restore must be' in run.out and "got 'yesterday'" in run.out, run.out[-2000:]
+    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:www'], 'opsguard_restore': 'latest',
+                                            'restore_login_user': 'root'}, tmp)
+    assert run.rc != 0 and 'restore_login_user was renamed opsguard_restore_login_user' in run.out, run.out[-2000:]
+    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:nosuch'], 'opsguard_restore': 'latest'}, tmp)
+    assert run.rc != 0 and 'opsguard_restore_instances names node1:nosuch' in run.out, run.out[-2000:]
+    assert unit_state(single, 'node1')[:2] == ('active', 'enabled')
+
+    # Check mode: the backup is verified and the plan shown; nothing stops, nothing is restored.
+    pid = unit_state(single, 'node1')[2]
+    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:www'], 'opsguard_restore': 'latest'}, tmp, check=True)
+    assert run.rc == 0, run.out[-4000:]
+    assert f'node1:www would restore backup {backups[0]}' in run.out, run.out[-3000:]
+    assert unit_state(single, 'node1') == ('active', 'enabled', pid)
+    assert single.exec('node1', count_sql).stdout.strip() == '0'
+
+    run = playbook(single, inv, 'restore', {'opsguard_restore_instances': ['node1:www'], 'opsguard_restore': 'latest'}, tmp)
+    assert run.rc == 0, run.out[-4000:]
+    assert single.exec('node1', count_sql).stdout.strip() == '1', 'the restore did not bring the row back'
+    [restored] = run.report('restore.json')['restored']
+    assert (restored['host'], restored['name'], restored['backup_id']) == ('node1', 'www', backups[0]), restored
+    assert restored['undrained'] == [{'proxy': 'node1', 'site': 'www', 'backend': '127.0.0.1:8001'}], restored
+    assert unit_state(single, 'node1')[:2] == ('active', 'enabled')
+    assert drained(single) == []
+    via_nginx = single.exec('node1', "curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Host: www.demo.test' http://127.0.0.1/")
+    assert via_nginx.stdout.strip() == '200', via_nginx.stdout
+
+
+def test_recycle_restores_config_from_the_newest_verified_backup(single_host, tmp):
+    """No kept copy, a backup: the config.json a kill cut short is restored from the newest verified backup, the
+    instance is recycled (min_healthy 0: the only one) and serves."""
+    single, inv = single_host
+    backups = single.exec('node1', 'ls /var/backups/anqicms/www', check=False).stdout.split()
+    if not backups:  # run alone (the previous test leaves one): a verified backup of its own
+        run = playbook(single, inv, 'backup', {'opsguard_verify': True}, tmp)
+        assert run.rc == 0, run.out[-4000:]
+        backups = single.exec('node1', 'ls /var/backups/anqicms/www').stdout.split()
+    assert backups, 'no backup of www to restore config.json from'
+    good = single.exec('node1', 'cat /opt/anqicms/www/config.json').stdout
+    single.exec('node1', 'rm -f /var/lib/opsguard/config/opt_anqicms_www.json; head -c 30 /opt/anqicms/www/config.json > /tmp/cut; '
+                         'cat /tmp/cut > /opt/anqicms/www/config.json')
+    run = playbook(single, inv, 'recycle', {'opsguard_instances': ['node1:www'], 'opsguard_min_healthy': 0}, tmp)
+    assert run.rc == 0, run.out[-4000:]
+    [done] = run.report('recycle.json')['recycled']
+    assert done['config_repaired'] is True and done['config_source']['kind'] == 'backup', done
+    assert done['config_source']['id'] == sorted(backups)[-1], (done, backups)
+    assert json.loads(single.exec('node1', 'cat /opt/anqicms/www/config.json').stdout) == json.loads(good)
+    assert unit_state(single, 'node1')[:2] == ('active', 'enabled') and drained(single) == []
+    via_nginx = single.exec('node1', "curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Host: www.demo.test' http://127.0.0.1/")
+    assert via_nginx.stdout.strip() == '200', via_nginx.stdout
