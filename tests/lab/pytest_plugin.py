@@ -100,18 +100,19 @@ def worker_timeline(reports: Iterable[Any]) -> list[str]:
     return [f"{worker:>5} {start - origin:7.0f} {stop - origin:7.0f}  {path}" for (worker, path), (start, stop) in rows]
 
 
-# Seconds per file of a whole scenario run on 2 vCPUs (2 workers, `.ci/run` 2026-11-30): the order in which
+# Seconds per file of a whole scenario run on 2 vCPUs (`.ci/run` 2026-11-30): the order in which
 # pytest-xdist hands whole files to workers (``--dist loadfile --no-loadscope-reorder``), the longest first, so that the
 # last file a worker starts is a short one (the files sharing demo_site go as one unit where the first of them stands:
 # tests/scenarios/conftest.py). Files not listed keep their collection order after the listed ones.
 FILE_SECONDS = {
-    "tests/scenarios/test_playbooks.py": 646, "tests/scenarios/test_monitor.py": 433,
-    "tests/scenarios/test_roles.py": 257, "tests/scenarios/test_release_url.py": 125,
-    "tests/scenarios/test_proxy_failover.py": 44, "tests/scenarios/test_fresh_hosts.py": 102,
-    "tests/scenarios/test_database_settings.py": 83, "tests/scenarios/test_remote_restore.py": 33,
-    "tests/scenarios/test_backup.py": 61, "tests/scenarios/test_graceful_stop.py": 56,
-    "tests/lab/test_lab.py": 54, "tests/standin/test_contract.py": 28,
-    "tests/scenarios/test_memory_facts.py": 18, "tests/scenarios/test_eda.py": 15,
+    "tests/scenarios/test_playbooks.py": 330, "tests/scenarios/test_monitor.py": 248,
+    "tests/scenarios/test_roles.py": 150, "tests/scenarios/test_playbooks_single_host.py": 90,
+    "tests/scenarios/test_release_url.py": 70, "tests/scenarios/test_fresh_hosts.py": 60,
+    "tests/scenarios/test_database_settings.py": 50, "tests/scenarios/test_graceful_stop.py": 43,
+    "tests/lab/test_lab.py": 40, "tests/scenarios/test_backup.py": 38,
+    "tests/scenarios/test_proxy_failover.py": 33, "tests/standin/test_contract.py": 23,
+    "tests/scenarios/test_remote_restore.py": 17, "tests/scenarios/test_memory_facts.py": 13,
+    "tests/scenarios/test_eda.py": 9,
 }
 
 
