@@ -35,11 +35,13 @@ class Run:
 
 
 def playbook(lab: fleet.Fleet, inventory_path: str, name: str | pathlib.Path, extra: dict[str, Any], tmp: pathlib.Path,
-             check: bool = False, on_line: Any = None, shared_ssh: bool = True) -> Run:
+             check: bool = False, on_line: Any = None, shared_ssh: bool = True, lose: dict[str, Any] | None = None) -> Run:
     """Run playbooks/<name>.yml (or the playbook at a path); on_line(line) is called for every output line while it runs.
 
     shared_ssh=False gives every task its own SSH connection: a host whose network is cut then fails within
     ConnectTimeout instead of leaving ansible waiting on a multiplexed master connection.
+    lose={'host': address, 'match': [...]} runs SSH through tests/lab/lossy_ssh.py: that host does not answer the
+    module runs whose payload holds every string of ``match``, and answers every other.
     """
     report_dir = tmp / 'reports'
     extra = dict({'opsguard_report_dir': str(report_dir)}, **extra)
@@ -52,6 +54,9 @@ def playbook(lab: fleet.Fleet, inventory_path: str, name: str | pathlib.Path, ex
     env['ANSIBLE_INVENTORY'] = inventory_path
     if not shared_ssh:
         env['ANSIBLE_SSH_ARGS'] = '-o ControlMaster=no -o ControlPath=none'
+    if lose:
+        env['ANSIBLE_SSH_EXECUTABLE'] = str(REPO / 'tests' / 'lab' / 'lossy_ssh.py')
+        env['OPSGUARD_LOSSY_SSH'] = json.dumps(dict(lose, log=str(tmp / 'lossy_ssh.log')))
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp) as proc:
         lines: list[str] = []
         timer = threading.Timer(float(os.environ.get('OPSGUARD_PLAYBOOK_TIMEOUT', '600')), proc.kill)  # a busy machine may need more

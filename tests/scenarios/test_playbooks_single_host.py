@@ -5,8 +5,9 @@ deployed once (lab ``<OPSGUARD_LAB_NAME>-pb1``).
 
 In file order: emergency_stop backup=true takes a cold backup and recover restore=latest brings back a row deleted
 after the stop; then, with the backups of that test removed, a cold backup drains, stops, backs up, starts and
-undrains, and restore.yml (check mode first) brings back a row deleted after the backup; last, recycle restores a
-config.json cut short from the newest verified backup. A file of its own (not with test_playbooks.py, which uses the
+undrains, and restore.yml (check mode first) brings back a row deleted after the backup; recycle restores a
+config.json cut short from the newest verified backup; last, emergency_stop does not stop the instance when the proxy
+does not answer the reload of the drain. A file of its own (not with test_playbooks.py, which uses the
 shared demo topology), so that pytest-xdist can run it next to that group.
 """
 from __future__ import annotations
@@ -162,3 +163,29 @@ def test_recycle_restores_config_from_the_newest_verified_backup(single_host, tm
     assert unit_state(single, 'node1')[:2] == ('active', 'enabled') and drained(single) == []
     via_nginx = single.exec('node1', "curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Host: www.demo.test' http://127.0.0.1/")
     assert via_nginx.stdout.strip() == '200', via_nginx.stdout
+
+
+def test_no_stop_while_nginx_may_still_send_requests(single_host, tmp):
+    """The proxy does not answer the reload of the drain (that one module run, tests/lab/lossy_ssh.py) and answers
+    every task after it: emergency_stop must not stop the instance, since nginx may still send it requests, and must
+    say so; the backend's drain mark is left for the operator, who puts it back with the proxy role's undrain."""
+    single, inv = single_host
+    before = unit_state(single, 'node1')
+    assert before[:2] == ('active', 'enabled') and drained(single) == [], before
+    lose = {'host': single.host('node1').address, 'match': ["module_fqn='ansible.modules.systemd_service'", 'reloaded']}
+    run = playbook(single, inv, 'emergency_stop', {'opsguard_stop_instances': ['node1:www'], 'opsguard_min_healthy': 0},
+                   tmp, lose=lose)
+    lost = (tmp / 'lossy_ssh.log').read_text(encoding='utf-8').splitlines() if (tmp / 'lossy_ssh.log').exists() else []
+    assert len(lost) == 1, f'the reload was not the one module run lost: {lost}\n' + run.out[-3000:]
+    assert run.rc != 0, run.out[-3000:]
+    [failed] = run.report('emergency_stop.json')['stopped']
+    assert failed['outcome'] == 'failed', failed
+    assert failed['error'].startswith("failed at task 'Drain | the proxy answered the mark, the reload and the wait'"), failed
+    assert 'the proxy did not answer while draining www@127.0.0.1:8001 (nginx may still send it requests)' in failed['error'], failed
+    assert unit_state(single, 'node1') == before, 'the instance was stopped although nginx was never told'
+    assert 'TASK [opsguard.anqicms.app : Stop | graceful stop of www]' not in run.out
+    assert drained(single) == ['www@127.0.0.1:8001']
+    run = playbook(single, inv, REPO / 'tests' / 'roles' / 'drain.yml',
+                   {'drain_action': 'undrain', 'proxy_drain_site': 'www', 'proxy_drain_backend': '127.0.0.1:8001'}, tmp)
+    assert run.rc == 0, run.out[-3000:]
+    assert drained(single) == [] and unit_state(single, 'node1') == before
