@@ -33,7 +33,9 @@ def main() -> int:
     argv = sys.argv
     # Only a module run (pipelining: a Python on the remote end, the module on stdin) can be lost; anything else
     # (ControlMaster checks, file transfers) passes through untouched, stdin included.
-    if not config or str(config.get("host") or "") not in argv[1:] or "python" not in (argv[-1] if len(argv) > 1 else ""):
+    # A terminal on stdin (-tt) carries no module and is closed only after ssh ends: never read it.
+    if (not config or str(config.get("host") or "") not in argv[1:] or "python" not in (argv[-1] if len(argv) > 1 else "")
+            or "-tt" in argv or sys.stdin.isatty()):
         os.execv(REAL_SSH, [REAL_SSH, *argv[1:]])
     payload = sys.stdin.buffer.read()
     if lost(argv, payload, config):
