@@ -18,7 +18,6 @@ import json
 import os
 import pathlib
 import secrets
-import subprocess
 import sys
 from typing import Any, Iterator
 
@@ -96,17 +95,11 @@ class DemoSite:
             json.dump(inventory, handle, indent=1)
 
     def deploy(self) -> None:
-        """playbooks/deploy.yml on the whole fleet (extra vars in a private file); fails the test on an error."""
-        from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner  # pylint: disable=import-outside-toplevel
+        """playbooks/deploy.yml on the whole fleet (tests/scenarios/fleet_playbooks.py); fails the test on an error."""
+        import fleet_playbooks  # pylint: disable=import-outside-toplevel,import-error
 
-        env = self.lab.ansible_env()
-        env['ANSIBLE_INVENTORY'] = self.inventory
-        extra = json.dumps({'opsguard_report_dir': str(pathlib.Path(self.lab.state_dir) / 'reports')})
-        with ansible_runner.private_file(self.lab.state_dir, 'vars-', '.json', extra) as vars_file:
-            proc = subprocess.run([ansible_runner.tool('ansible-playbook'), '-i', self.inventory,
-                                   str(REPO / 'playbooks' / 'deploy.yml'), '-e', f'@{vars_file}'],
-                                  capture_output=True, text=True, env=env, cwd=self.lab.state_dir, timeout=1800, check=False)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        run = fleet_playbooks.playbook(self.lab, self.inventory, 'deploy', {}, pathlib.Path(self.lab.state_dir), timeout=1800)
+        assert run.rc == 0, run.out[-4000:]
 
     def ready(self) -> None:
         """Every host on the network; then, when a test failed since the last call or an instance is not active and

@@ -35,21 +35,20 @@ class Run:
 
 
 def playbook(lab: fleet.Fleet, inventory_path: str, name: str | pathlib.Path, extra: dict[str, Any], tmp: pathlib.Path,
-             check: bool = False, on_line: Any = None, shared_ssh: bool = True, lose: dict[str, Any] | None = None) -> Run:
+             check: bool = False, on_line: Any = None, shared_ssh: bool = True, lose: dict[str, Any] | None = None,
+             timeout: float | None = None) -> Run:
     """Run playbooks/<name>.yml (or the playbook at a path); on_line(line) is called for every output line while it runs.
 
     shared_ssh=False gives every task its own SSH connection: a host whose network is cut then fails within
     ConnectTimeout instead of leaving ansible waiting on a multiplexed master connection.
     lose={'host': address, 'match': [...]} runs SSH through tests/lab/lossy_ssh.py: that host does not answer the
     module runs whose payload holds every string of ``match``, and answers every other.
+    The extra vars go through a private file (0600, removed afterwards); timeout defaults to OPSGUARD_PLAYBOOK_TIMEOUT
+    (600 s).
     """
     report_dir = tmp / 'reports'
     extra = dict({'opsguard_report_dir': str(report_dir)}, **extra)
     path = name if isinstance(name, pathlib.Path) else PLAYBOOKS / f'{name}.yml'
-    vars_file = tmp / f'{path.stem}-vars.json'
-    vars_file.write_text(json.dumps(extra), encoding='utf-8')
-    argv = [str(REPO / '.venv' / 'bin' / 'ansible-playbook'), '-i', inventory_path, str(path),
-            '-e', f'@{vars_file}'] + (['--check'] if check else [])
     env = lab.ansible_env()
     env['ANSIBLE_INVENTORY'] = inventory_path
     if not shared_ssh:
@@ -57,9 +56,13 @@ def playbook(lab: fleet.Fleet, inventory_path: str, name: str | pathlib.Path, ex
     if lose:
         env['ANSIBLE_SSH_EXECUTABLE'] = str(REPO / 'tests' / 'lab' / 'lossy_ssh.py')
         env['OPSGUARD_LOSSY_SSH'] = json.dumps(dict(lose, log=str(tmp / 'lossy_ssh.log')))
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp) as proc:
+    limit = timeout if timeout is not None else float(os.environ.get('OPSGUARD_PLAYBOOK_TIMEOUT', '600'))  # a busy machine may need more
+    with ansible_runner.private_file(tmp, f'{path.stem}-vars-', '.json', json.dumps(extra)) as vars_file, \
+            subprocess.Popen([ansible_runner.tool('ansible-playbook'), '-i', inventory_path, str(path), '-e', f'@{vars_file}']
+                             + (['--check'] if check else []),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp) as proc:
         lines: list[str] = []
-        timer = threading.Timer(float(os.environ.get('OPSGUARD_PLAYBOOK_TIMEOUT', '600')), proc.kill)  # a busy machine may need more
+        timer = threading.Timer(limit, proc.kill)
         timer.start()
         try:
             assert proc.stdout is not None
@@ -70,7 +73,7 @@ def playbook(lab: fleet.Fleet, inventory_path: str, name: str | pathlib.Path, ex
         finally:
             timer.cancel()
         rc = proc.wait()
-    return Run(subprocess.CompletedProcess(argv, rc, ''.join(lines), ''), report_dir)
+    return Run(subprocess.CompletedProcess(proc.args, rc, ''.join(lines), ''), report_dir)
 
 
 def unit_state(lab: fleet.Fleet, host: str) -> tuple[str, str, str]:

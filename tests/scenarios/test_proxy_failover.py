@@ -22,7 +22,6 @@ import json
 import os
 import pathlib
 import re
-import subprocess
 import sys
 import time
 import urllib.error
@@ -32,7 +31,7 @@ from typing import Any
 import pytest
 
 import fleet
-from ansible_collections.opsguard.anqicms.tests.utils import ansible_runner
+from fleet_playbooks import playbook
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tests' / 'demo'))
@@ -68,25 +67,6 @@ class TimedTraffic(traffic.Traffic):
             with self.lock:
                 self.samples.append({'start': start - self.started, 'end': end - self.started, 'latency': end - start,
                                      'method': method, 'path': path.split('?')[0], 'status': outcome})
-
-
-def run_playbook(lab: fleet.Fleet, inventory_path: str, playbook: pathlib.Path | str, extra: dict[str, Any],
-                 limit: str | None = None) -> tuple[int, str, dict[str, dict[str, int]]]:
-    vars_file = pathlib.Path(lab.state_dir) / f'failover-{os.getpid()}-vars.json'
-    fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-        json.dump(extra, handle)
-    argv = [str(REPO / '.venv' / 'bin' / 'ansible-playbook'), '-i', inventory_path, str(playbook), '-e', f'@{vars_file}']
-    if limit:
-        argv += ['--limit', limit]
-    env = lab.ansible_env()
-    env['ANSIBLE_INVENTORY'] = inventory_path
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
-    finally:
-        vars_file.unlink(missing_ok=True)
-    recap = ansible_runner.recap(proc.stdout)
-    return proc.returncode, proc.stdout + proc.stderr, recap
 
 
 def sh(lab: fleet.Fleet, host: str, cmd: str | list[str]) -> str:
@@ -236,9 +216,9 @@ def test_drain_and_undrain_render_the_bounded_settings(lab, inventory, tmp_path)
     play = tmp_path / 'drain.yml'
     play.write_text(json.dumps([{'name': 'Drain and undrain', 'hosts': 'proxy', 'gather_facts': False, 'tasks': tasks}]),
                     encoding='utf-8')
-    rc, out, recap = run_playbook(lab, inventory, play, {'proxy_drain_site': topology.SITE, 'proxy_drain_backend': backend})
-    assert rc == 0, out[-4000:]
-    assert recap['node1']['failed'] == 0 and recap['node1']['changed'] > 0, out[-3000:]
+    run = playbook(lab, inventory, play, {'proxy_drain_site': topology.SITE, 'proxy_drain_backend': backend}, tmp_path, timeout=900)
+    assert run.rc == 0, run.out[-4000:]
+    assert run.recap['node1']['failed'] == 0 and run.recap['node1']['changed'] > 0, run.out[-3000:]
 
 
 BAD = [
@@ -271,7 +251,7 @@ def test_out_of_range_settings_are_refused_before_any_change(lab, inventory, tmp
     play.write_text(json.dumps([{'name': 'Bad proxy settings', 'hosts': 'proxy', 'gather_facts': False, 'tasks': tasks}]),
                     encoding='utf-8')
     before = sh(lab, 'node1', f'sha256sum {CONF}; ls /etc/nginx/conf.d')
-    rc, out, recap = run_playbook(lab, inventory, play, {})
-    assert rc == 0, out[-5000:]
-    assert recap['node1']['changed'] == 0 and recap['node1']['failed'] == 0, out[-3000:]
+    run = playbook(lab, inventory, play, {}, tmp_path, timeout=900)
+    assert run.rc == 0, run.out[-5000:]
+    assert run.recap['node1']['changed'] == 0 and run.recap['node1']['failed'] == 0, run.out[-3000:]
     assert sh(lab, 'node1', f'sha256sum {CONF}; ls /etc/nginx/conf.d') == before
