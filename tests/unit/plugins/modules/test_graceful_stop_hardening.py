@@ -19,6 +19,7 @@ import pytest
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils import procfs, sockets, stopping
 from ansible_collections.opsguard.anqicms.plugins.modules import graceful_stop
+from ansible_collections.opsguard.anqicms.tests.utils.wait import poll
 
 SLEEP = shutil.which('sleep') or '/bin/sleep'
 with open('/proc/sys/kernel/pid_max') as _f:
@@ -50,6 +51,11 @@ class Target(object):
                 return f.read().count('TERM')
         except FileNotFoundError:
             return 0
+
+    def terms_received(self, expected: int = 1, timeout: float = 5.0) -> int:
+        """terms() once the target has had time to handle the signals sent (its handler writes the record)."""
+        poll(lambda: self.terms() >= expected, timeout, 0.01)
+        return self.terms()
 
     def untouched(self) -> bool:
         return self.proc.poll() is None and self.terms() == 0
@@ -199,7 +205,7 @@ def test_unexpected_error_after_sigterm_reports_the_change(run_main, target, mon
     assert [(s['signal'], s['pid']) for s in result['signals']] == [('SIGTERM', target.pid)]
     assert 'RuntimeError: simulated fault while waiting' in result['msg']
     assert 'the stop did not finish' in result['msg'] and 'SIGTERM to PID %d' % target.pid in result['msg']
-    assert target.terms() == 1 and target.proc.poll() is None
+    assert target.terms_received() == 1 and target.proc.poll() is None
 
 
 def test_refusal_after_sigterm_reports_the_change(run_main, target, monkeypatch):
@@ -215,7 +221,7 @@ def test_refusal_after_sigterm_reports_the_change(run_main, target, monkeypatch)
     assert result['failed'] and result['changed'] and result['outcome'] is None
     assert [s['signal'] for s in result['signals']] == ['SIGTERM']
     assert 'cannot send SIGKILL' in result['msg'] and 'signals sent before this: SIGTERM to PID %d' % target.pid in result['msg']
-    assert target.terms() == 1 and target.proc.poll() is None
+    assert target.terms_received() == 1 and target.proc.poll() is None
 
 
 def test_error_after_the_stop_still_reports_it(run_main, procs, monkeypatch):
@@ -281,7 +287,7 @@ def test_systemd_path_failure_after_stop_reports_the_change(run_main, target, mo
     deadline = time.monotonic() + 5
     while not target.terms() and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert target.terms() == 1 and target.proc.poll() is None
+    assert target.terms_received() == 1 and target.proc.poll() is None
 
 
 @pytest.mark.parametrize('main_pid', ['', '0', 'abc', '-5', '99999999999', '1e3'])
