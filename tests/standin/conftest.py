@@ -40,6 +40,7 @@ def mariadb_fixture() -> Iterator[MariaDB]:
         except (RuntimeError, subprocess.SubprocessError) as exc:
             pytest.fail(f"private mariadbd did not start: {exc}")
         db = MariaDB(host="127.0.0.1", port=server.port, socket_path=server.socket, user="anqi", password=secrets.token_hex(12))
+        assert db.sql("SELECT @@tmpdir") == [[server.tmpdir]], "the test MariaDB keeps its temporary files to itself"
         db.sql(f"CREATE USER 'anqi'@'127.0.0.1' IDENTIFIED BY '{db.password}';\n"
                "GRANT ALL PRIVILEGES ON *.* TO 'anqi'@'127.0.0.1';\n")
         yield db

@@ -39,6 +39,14 @@ class MariaDB:
             raise AssertionError(f"SQL failed on the test MariaDB: {proc.stderr.strip()}\n{query}")
         return [line.split("\t") for line in proc.stdout.splitlines()]
 
+    def connections(self, database: str) -> int:
+        """How many client connections use ``database`` now.
+
+        SHOW PROCESSLIST, not information_schema.PROCESSLIST: the latter builds an on-disk temporary table for every
+        query, and a test that polls it in a loop depends on the server's temporary directory for nothing.
+        """
+        return sum(1 for row in self.sql("SHOW PROCESSLIST") if len(row) > 3 and row[3] == database)
+
     def mysql_json(self, database: str, **extra: object) -> dict[str, object]:
         """A config.json "mysql" section for this server."""
         return {"database": database, "user": self.user, "password": self.password, "host": self.host,

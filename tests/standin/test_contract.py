@@ -392,9 +392,9 @@ def test_pool_is_fixed_at_20_open_500_idle_and_dsn_uses_utf8mb4_parsetime_local(
                for _thread_no in range(30)]
     for thread in threads:
         thread.start()
-    count_sql = f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{database}'"
     while any(t.is_alive() for t in threads):
-        seen.append(int(mariadb.sql(count_sql)[0][0]))
+        seen.append(mariadb.connections(database))
+        time.sleep(0.05)
     for thread in threads:
         thread.join(timeout=30)
     assert results == [200] * 30
@@ -403,7 +403,7 @@ def test_pool_is_fixed_at_20_open_500_idle_and_dsn_uses_utf8mb4_parsetime_local(
     assert stats["max_open_connections"] == 20
     assert stats["max_idle_closed"] == 0, "idle connections were closed: MaxIdleConns is below 20"
     assert stats["idle"] == 20 and stats["open_connections"] == 20
-    assert int(mariadb.sql(count_sql)[0][0]) == 20, "the 20 idle connections are kept open"
+    assert mariadb.connections(database) == 20, "the 20 idle connections are kept open"
     assert stats["max_lifetime_seconds"] == 300 and stats["max_idle_setting"] == 500
     assert (stats["charset"], stats["now_type"], stats["now_location"]) == ("utf8mb4", "time.Time", "Local")
 

@@ -49,17 +49,20 @@ class PrivateMariaDB(object):
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
         self.log = os.path.join(self.base, 'mariadbd.log')
+        # Its own directory for temporary tables and files, not the machine's /tmp shared with every other test.
+        self.tmpdir = os.path.join(self.base, 'tmp')
 
     def start(self, timeout: float = 60.0) -> PrivateMariaDB:
         """Initialise the datadir (once) and start the server; return once it answers ``SELECT 1``."""
         os.makedirs(self.base, exist_ok=True)
+        os.makedirs(self.tmpdir, mode=0o700, exist_ok=True)
         if not os.path.isdir(os.path.join(self.datadir, 'mysql')):
             subprocess.run([tool('mariadb-install-db'), '--no-defaults', '--datadir=' + self.datadir, '--user=root',
                             '--auth-root-authentication-method=socket', '--skip-test-db'],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
         self.proc = subprocess.Popen(  # pylint: disable=consider-using-with  # lives until stop()
             [tool('mariadbd'), '--no-defaults', '--datadir=' + self.datadir, '--socket=' + self.socket, '--port=%d' % self.port,
-             '--bind-address=127.0.0.1', '--user=root', '--skip-log-bin', '--innodb-buffer-pool-size=64M',
+             '--bind-address=127.0.0.1', '--user=root', '--skip-log-bin', '--tmpdir=' + self.tmpdir, '--innodb-buffer-pool-size=64M',
              '--innodb-log-file-size=48M', '--pid-file=' + os.path.join(self.base, 'mariadbd.pid'), '--log-error=' + self.log]
             + self.extra_args,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -66,6 +66,7 @@ def test_free_port_can_be_bound_and_answers_only_while_listening():
 def test_private_mariadb_paths_and_port(tmp_path):
     db = mariadb.PrivateMariaDB(str(tmp_path / 'db'), extra_args=['--max-connections=50'])
     assert db.socket == str(tmp_path / 'db' / 'mysqld.sock') and db.datadir == str(tmp_path / 'db' / 'data')
+    assert db.tmpdir == str(tmp_path / 'db' / 'tmp')
     assert 1 <= db.port <= 65535 and db.extra_args == ['--max-connections=50']
     assert mariadb.PrivateMariaDB(str(tmp_path), port=3307).port == 3307
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import tempfile
+import weakref
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils.mysql_client import MysqlError
 
@@ -32,6 +34,7 @@ class FakeServer(object):
         self.statements: list = []
         self.fail = lambda sql: None
         self.spool = tempfile.mkdtemp(prefix='fake-mariadb-')
+        weakref.finalize(self, shutil.rmtree, self.spool, True)  # removed with the server, or at exit
         self.loads = 0
         self.clients: list = []
 
