@@ -6,8 +6,9 @@ deployed once (lab ``<OPSGUARD_LAB_NAME>-pb1``).
 In file order: emergency_stop backup=true takes a cold backup and recover restore=latest brings back a row deleted
 after the stop; then, with the backups of that test removed, a cold backup drains, stops, backs up, starts and
 undrains, and restore.yml (check mode first) brings back a row deleted after the backup; recycle restores a
-config.json cut short from the newest verified backup; last, emergency_stop does not stop the instance when the proxy
-does not answer the reload of the drain. A file of its own (not with test_playbooks.py, which uses the
+config.json cut short from the newest verified backup; then emergency_stop does not stop the instance when the proxy
+does not answer the reload of the drain, and a host lost right after its stop leaves a record recover starts it
+from; last, the entry point start never runs a second process of an instance without unit. A file of its own (not with test_playbooks.py, which uses the
 shared demo topology), so that pytest-xdist can run it next to that group.
 """
 from __future__ import annotations
@@ -15,14 +16,18 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import sys
+import time
 from typing import Iterator
 
 import pytest
 
 import fleet
+import standin
 from fleet_playbooks import REPO, drained, playbook, unit_state
 from ansible_collections.opsguard.anqicms.tests.utils.lab import running_fleet
+from ansible_collections.opsguard.anqicms.tests.utils.wait import poll
 from ansible_collections.opsguard.anqicms.tests.utils.webhook_receiver import Receiver
 
 sys.path.insert(0, str(REPO / 'tests' / 'demo'))
@@ -168,7 +173,8 @@ def test_recycle_restores_config_from_the_newest_verified_backup(single_host, tm
 def test_no_stop_while_nginx_may_still_send_requests(single_host, tmp):
     """The proxy does not answer the reload of the drain (that one module run, tests/lab/lossy_ssh.py) and answers
     every task after it: emergency_stop must not stop the instance, since nginx may still send it requests, and must
-    say so; the backend's drain mark is left for the operator, who puts it back with the proxy role's undrain."""
+    say so; the backend's drain mark stays, and the record written before the drain lets recover undrain it without
+    touching the running instance."""
     single, inv = single_host
     before = unit_state(single, 'node1')
     assert before[:2] == ('active', 'enabled') and drained(single) == [], before
@@ -185,7 +191,104 @@ def test_no_stop_while_nginx_may_still_send_requests(single_host, tmp):
     assert unit_state(single, 'node1') == before, 'the instance was stopped although nginx was never told'
     assert 'TASK [opsguard.anqicms.app : Stop | graceful stop of www]' not in run.out
     assert drained(single) == ['www@127.0.0.1:8001']
-    run = playbook(single, inv, REPO / 'tests' / 'roles' / 'drain.yml',
-                   {'drain_action': 'undrain', 'proxy_drain_site': 'www', 'proxy_drain_backend': '127.0.0.1:8001'}, tmp)
+    assert pending_record(single) == ('pending', True, [{'proxy': 'node1', 'site': 'www', 'backend': '127.0.0.1:8001'}])
+    run = playbook(single, inv, 'recover', {}, tmp)
     assert run.rc == 0, run.out[-3000:]
-    assert drained(single) == [] and unit_state(single, 'node1') == before
+    assert drained(single) == [] and unit_state(single, 'node1') == before, 'recover did not just undrain the running instance'
+    assert pending_record(single) is None
+
+
+def test_a_host_lost_after_its_stop_leaves_a_record_recover_starts_from(single_host, tmp):
+    """node1 does not answer the disable of the unit that follows the graceful stop (that one module run): the run
+    fails for node1 with the instance stopped. The record written before the drain is on the host, so recover starts
+    the instance again, keeps its unit enabled and puts it back into rotation."""
+    single, inv = single_host
+    before = unit_state(single, 'node1')
+    assert before[:2] == ('active', 'enabled') and drained(single) == [], before
+    lose = {'host': single.host('node1').address, 'match': ["module_fqn='ansible.modules.systemd_service'", 'anqicms-www.service']}
+    run = playbook(single, inv, 'emergency_stop', {'opsguard_stop_instances': ['node1:www'], 'opsguard_min_healthy': 0},
+                   tmp, lose=lose)
+    lost = (tmp / 'lossy_ssh.log').read_text(encoding='utf-8').splitlines() if (tmp / 'lossy_ssh.log').exists() else []
+    assert len(lost) == 1, f'the disable was not the one module run lost: {lost}\n' + run.out[-3000:]
+    assert run.rc != 0, run.out[-3000:]
+    [failed] = run.report('emergency_stop.json')['stopped']
+    assert failed['outcome'] == 'failed', failed
+    assert failed['error'].startswith("failed at task 'Stop | the host answered the disable: www'"), failed
+    assert 'became unreachable while keeping www disabled (it is stopped)' in failed['error'], failed
+    assert unit_state(single, 'node1')[:2] == ('inactive', 'enabled') and drained(single) == ['www@127.0.0.1:8001']
+    assert pending_record(single) == ('pending', True, [{'proxy': 'node1', 'site': 'www', 'backend': '127.0.0.1:8001'}])
+
+    run = playbook(single, inv, 'recover', {}, tmp)
+    assert run.rc == 0, run.out[-3000:]
+    after = unit_state(single, 'node1')
+    assert after[:2] == ('active', 'enabled') and after[2] != before[2] and drained(single) == [], after
+    assert pending_record(single) is None
+    via_nginx = single.exec('node1', "curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Host: www.demo.test' http://127.0.0.1/")
+    assert via_nginx.stdout.strip() == '200', via_nginx.stdout
+
+
+def pending_record(single: fleet.Fleet) -> tuple[str, bool, list[dict]] | None:
+    """(outcome, unit_was_enabled, drains) of www's emergency_stop record on node1; None when there is none."""
+    out = single.exec('node1', 'cat /var/lib/opsguard/emergency_stop/opt_anqicms_www.json 2>/dev/null || true').stdout
+    if not out.strip():
+        return None
+    record = json.loads(out)
+    return record['outcome'], record['unit_was_enabled'], record['drains']
+
+
+def test_start_without_unit_never_runs_a_second_process(single_host, tmp):
+    """The app role's entry point start for an instance without unit (as recover runs it from a record), while that
+    instance runs: nothing is started (a second anqicms of the same directory would find its port taken, or kill the
+    first); once it is gone, the same start brings it up."""
+    single, inv = single_host
+    directory, port = '/srv/manual', 8105
+    host = single.host('node1')
+    standin.deploy(lambda cmd: single.exec(host, cmd, check=False), lambda src, dst: single.put(host, src, dst),
+                   directory, archive=standin.build())
+    single.put(host, _text_file(tmp, json.dumps({'server': {'env': 'production', 'port': port, 'log_level': 'error'}})),
+               f'{directory}/config.json')
+    play = tmp / 'start_manual.yml'
+    play.write_text(json.dumps([{
+        'name': 'Start an instance without unit', 'hosts': 'node1', 'gather_facts': False,
+        'tasks': [{'name': 'Entry point start', 'ansible.builtin.include_role': {'name': 'opsguard.anqicms.app', 'tasks_from': 'start'},
+                   'vars': {'app_lifecycle_instance': {'name': directory, 'directory': directory, 'unit': None, 'port': None,
+                                                       'exe': f'{directory}/anqicms', 'host': 'node1'}}}]}]), encoding='utf-8')
+    log = f'{directory}/running.log'
+
+    def pids() -> list[str]:
+        found = single.exec('node1', f'for p in /proc/[0-9]*; do [ "$(readlink $p/exe)" = {directory}/anqicms ] && echo ${{p#/proc/}}; done; true')
+        return found.stdout.split()
+
+    def serving() -> bool:
+        return single.exec('node1', f'curl -s -m 5 -o /dev/null -w "%{{http_code}}" http://127.0.0.1:{port}/install').stdout == '200'
+
+    try:
+        single.ssh(host, f'cd {directory} && setsid -f ./anqicms >> running.log 2>&1 < /dev/null')
+        assert poll(serving, 20, 0.2), single.exec('node1', f'cat {log}').stdout
+        [first] = pids()
+        starts = single.exec('node1', f'grep -c start-up: {log}').stdout.strip()
+
+        run = playbook(single, inv, play, {}, tmp)
+        assert run.rc == 0, run.out[-3000:]
+        assert re.search(r'node1\s*: ok=\d+\s+changed=0 ', run.out), run.out[-2000:]
+        time.sleep(1)  # a second process would have logged its start by now
+        text = single.exec('node1', f'cat {log}').stdout
+        assert 'already in use' not in text and single.exec('node1', f'grep -c start-up: {log}').stdout.strip() == starts, text
+        assert pids() == [first] and serving()
+
+        single.exec('node1', f'kill {first}')
+        assert poll(lambda: pids() == [], 20, 0.2), pids()
+        run = playbook(single, inv, play, {}, tmp)
+        assert run.rc == 0, run.out[-3000:]
+        assert re.search(r'node1\s*: ok=\d+\s+changed=1 ', run.out), run.out[-2000:]
+        assert poll(serving, 20, 0.2), single.exec('node1', f'cat {log}').stdout
+        assert len(pids()) == 1 and pids() != [first]
+    finally:
+        single.exec('node1', f'for p in $(pgrep -x anqicms); do [ "$(readlink /proc/$p/exe)" = {directory}/anqicms ] && kill -9 $p; '
+                             f'done; rm -rf {directory}', check=False)
+
+
+def _text_file(tmp: pathlib.Path, text: str) -> pathlib.Path:
+    path = tmp / 'upload.txt'
+    path.write_text(text, encoding='utf-8')
+    return path

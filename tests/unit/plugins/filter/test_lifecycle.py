@@ -152,6 +152,15 @@ def test_a_good_record_is_read_back():
     assert record['drains'] == [{'proxy': 'node1', 'site': 'www', 'backend': '10.0.0.12:8001'}]
 
 
+def test_a_pending_record_is_read_back():
+    """What the stop entry point writes before the drain (app_stop_record_path): recover undoes it like a complete one."""
+    out = stop_records(_slurp(_record(outcome='pending')), 'node2', ['node1'])
+    assert out['problems'] == []
+    [record] = out['records']
+    assert record['outcome'] == 'pending' and record['unit_was_enabled'] is True and record['cron'] == []
+    assert record['drains'] == [{'proxy': 'node1', 'site': 'www', 'backend': '10.0.0.12:8001'}]
+
+
 def test_an_unmanaged_record_is_read_back():
     rec = _record(instance_name='/srv/manual', instance_directory='/srv/manual', instance_unit=None, instance_port=None,
                   instance_exe='/srv/manual/anqicms', instance_managed=False, drains=[], unit_was_enabled=False)
