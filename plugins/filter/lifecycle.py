@@ -35,6 +35,7 @@ RECORD_DIR = '/var/lib/opsguard/emergency_stop'
 SITE_RE = re.compile(r'^[A-Za-z0-9_.-]{1,128}$')
 BACKUP_ID_RE = re.compile(r'^[A-Za-z0-9_.:-]{1,128}$')
 LOCAL_NAMES = ('127.0.0.1', 'localhost', '[::1]')
+STOPPED_AT_RE = re.compile(r'^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$')
 
 
 def _port(value: t.Any) -> int | None:
@@ -288,6 +289,47 @@ def stop_records(slurped: t.Any, host: str, proxy_hosts: t.Any = None) -> dict[s
     return {'records': records, 'problems': problems}
 
 
+def stop_record_carry(slurped: t.Any, host: str, proxy_hosts: t.Any, unit_enabled_now: t.Any, drains_now: t.Any) -> dict[str, t.Any]:
+    """What a new emergency_stop record keeps of the one already at its path, merged with what the stop finds now.
+
+    ``slurped`` is the slurp result of that path (skipped or empty when there is none). An earlier record that was never
+    undone (the instance was started again without recover) still says what to undo: a unit that was enabled before
+    the first stop (it is disabled now), drains, cron lines. A record that does not add up (parse_record) carries
+    nothing and is named in ``problem``. Returns ``unit_was_enabled``, ``drains``, ``cron``, ``earlier`` (when the
+    earlier record was stopped) and ``problem``.
+    """
+    if isinstance(unit_enabled_now, bool):
+        enabled = unit_enabled_now
+    else:
+        raise AnsibleFilterError('stop_record_carry: unit_enabled_now must be true or false, got %r' % (unit_enabled_now,))
+    if not isinstance(drains_now, (list, tuple)) or not all(isinstance(d, Mapping) for d in drains_now):
+        raise AnsibleFilterError('stop_record_carry: drains_now must be a list of drains, got %r' % (drains_now,))
+    drains = [dict(d) for d in drains_now]
+    out: dict[str, t.Any] = {'unit_was_enabled': enabled, 'drains': drains, 'cron': [], 'earlier': None, 'problem': None}
+    if not isinstance(slurped, Mapping) or slurped.get('skipped') or not (slurped.get('content') or slurped.get('failed')):
+        return out
+    proxies = tuple(str(p) for p in proxy_hosts) if isinstance(proxy_hosts, (list, tuple)) else ()
+    path = str(slurped.get('source') or '?')
+    try:
+        if slurped.get('failed') or not isinstance(slurped.get('content'), str):
+            raise RecordError('it could not be read (%s)' % (slurped.get('msg') or 'no content'))
+        try:
+            text = base64.b64decode(slurped['content'], validate=True).decode('utf-8')
+        except (binascii.Error, ValueError, TypeError):
+            raise RecordError('its content is not valid base64 of UTF-8 text') from None
+        earlier = parse_record(path, text, str(host), proxies)
+    except RecordError as exc:
+        out['problem'] = ('%s: the earlier emergency_stop record %s is replaced without carrying anything over: %s.'
+                          % (host, path, exc))
+        return out
+    out['unit_was_enabled'] = enabled or earlier['unit_was_enabled']
+    out['drains'] = drains + [d for d in earlier['drains'] if d not in drains]
+    out['cron'] = list(earlier['cron'])
+    stopped_at = earlier.get('stopped_at')
+    out['earlier'] = stopped_at if isinstance(stopped_at, str) and STOPPED_AT_RE.match(stopped_at) else 'unknown'
+    return out
+
+
 def unknown_instances(entries: t.Any, hosts: t.Any, hostvars: t.Any) -> list[str]:
     """The ``host:name`` entries that do not name an app_instances entry of one of ``hosts``."""
     known_hosts = set(str(h) for h in hosts or [])
@@ -309,6 +351,7 @@ class FilterModule:
             'lifecycle_instances': lifecycle_instances,
             'lifecycle_instance_problems': lifecycle_instance_problems,
             'drain_targets': drain_targets,
+            'stop_record_carry': stop_record_carry,
             'stop_record_path': stop_record_path,
             'stop_records': stop_records,
             'unknown_instances': unknown_instances,

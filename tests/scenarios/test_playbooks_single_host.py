@@ -8,7 +8,8 @@ after the stop; then, with the backups of that test removed, a cold backup drain
 undrains, and restore.yml (check mode first) brings back a row deleted after the backup; recycle restores a
 config.json cut short from the newest verified backup; then emergency_stop does not stop the instance when the proxy
 does not answer the reload of the drain, and a host lost right after its stop leaves a record recover starts it
-from; last, the entry point start never runs a second process of an instance without unit. A file of its own (not with test_playbooks.py, which uses the
+from, and a second stop keeps what the first still has to undo; last, the entry point start never runs a second
+process of an instance without unit. A file of its own (not with test_playbooks.py, which uses the
 shared demo topology), so that pytest-xdist can run it next to that group.
 """
 from __future__ import annotations
@@ -234,6 +235,27 @@ def pending_record(single: fleet.Fleet) -> tuple[str, bool, list[dict]] | None:
         return None
     record = json.loads(out)
     return record['outcome'], record['unit_was_enabled'], record['drains']
+
+
+def test_a_second_stop_keeps_what_the_first_has_to_undo(single_host, tmp):
+    """www is stopped (its unit was enabled), started again by hand with its unit still disabled, and stopped again:
+    the record must still say the unit was enabled, so recover brings it back enabled."""
+    single, inv = single_host
+    assert unit_state(single, 'node1')[:2] == ('active', 'enabled') and drained(single) == []
+    stop = {'opsguard_stop_instances': ['node1:www'], 'opsguard_min_healthy': 0}
+    run = playbook(single, inv, 'emergency_stop', stop, tmp)
+    assert run.rc == 0, run.out[-3000:]
+    assert unit_state(single, 'node1')[:2] == ('inactive', 'disabled') and pending_record(single)[:2] == ('stopped_gracefully', True)
+    single.exec('node1', 'systemctl start anqicms-www.service')
+    assert unit_state(single, 'node1')[:2] == ('active', 'disabled')
+
+    run = playbook(single, inv, 'emergency_stop', stop, tmp)
+    assert run.rc == 0, run.out[-3000:]
+    assert [s['outcome'] for s in run.report('emergency_stop.json')['stopped']] == ['stopped_gracefully'], run.out[-3000:]
+    assert pending_record(single)[:2] == ('stopped_gracefully', True), 'the second stop forgot that the unit was enabled'
+    run = playbook(single, inv, 'recover', {}, tmp)
+    assert run.rc == 0, run.out[-3000:]
+    assert unit_state(single, 'node1')[:2] == ('active', 'enabled') and drained(single) == [] and pending_record(single) is None
 
 
 def test_start_without_unit_never_runs_a_second_process(single_host, tmp):

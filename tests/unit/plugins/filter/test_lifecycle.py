@@ -30,7 +30,7 @@ INSTANCE = {'host': 'node2', 'address': '10.0.0.12', 'name': 'www', 'port': 8001
 
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {'lifecycle_instances', 'lifecycle_instance_problems', 'drain_targets',
-                                             'stop_record_path', 'stop_records', 'unknown_instances'}
+                                             'stop_record_carry', 'stop_record_path', 'stop_records', 'unknown_instances'}
 
 
 # ---------------------------------------------------------------- lifecycle_instances
@@ -289,3 +289,79 @@ HOSTVARS = {'node1': {'app_instances': [{'name': 'www', 'port': 8001}, {'name': 
 def test_unknown_instances(entries, hosts, expected):
     hostvars = dict(HOSTVARS, node9={})
     assert unknown_instances(entries, hosts, hostvars) == expected
+
+
+# ---------------------------------------------------------------- stop_record_carry
+
+DRAIN = {'proxy': 'node1', 'site': 'www', 'backend': '10.0.0.12:8001'}
+RECORD_PATH = '/var/lib/opsguard/emergency_stop/opt_anqicms_www.json'
+
+
+def _slurped(record=None, raw=None, path=RECORD_PATH):
+    text = raw if raw is not None else json.dumps(record)
+    return {'content': base64.b64encode(text.encode('utf-8')).decode('ascii'), 'source': path, 'encoding': 'base64'}
+
+
+@pytest.mark.parametrize('slurped', [None, {}, {'skipped': True, 'changed': False}, 'x', [1]])
+def test_carry_without_an_earlier_record_is_what_the_stop_finds_now(slurped):
+    out = lifecycle.stop_record_carry(slurped, 'node2', ['node1'], False, [DRAIN])
+    assert out == {'unit_was_enabled': False, 'drains': [DRAIN], 'cron': [], 'earlier': None, 'problem': None}
+
+
+def test_carry_keeps_what_an_earlier_record_still_has_to_undo():
+    """The instance was stopped (unit enabled), started again by hand with its unit still disabled, and is stopped
+    again: the new record must still say the unit was enabled, and keep the earlier drains and cron lines."""
+    other = {'proxy': 'node3', 'site': 'www', 'backend': '10.0.0.12:8001'}
+    cron = [{'type': 'cron', 'file': '/etc/cron.d/www', 'line_number': 1, 'line': '* * * * * /opt/anqicms/www/start.sh'}]
+    earlier = _record(unit_was_enabled=True, drains=[DRAIN, other], cron=cron)
+    out = lifecycle.stop_record_carry(_slurped(earlier), 'node2', ['node1', 'node3'], False, [DRAIN])
+    assert out['unit_was_enabled'] is True and out['drains'] == [DRAIN, other] and out['cron'] == cron
+    assert out['earlier'] == '2026-01-01T00:00:00Z' and out['problem'] is None
+
+
+def test_carry_never_turns_an_enabled_unit_into_a_disabled_one():
+    out = lifecycle.stop_record_carry(_slurped(_record(unit_was_enabled=False)), 'node2', ['node1'], True, [DRAIN])
+    assert out['unit_was_enabled'] is True and out['drains'] == [DRAIN]
+
+
+@pytest.mark.parametrize('slurped, words', [
+    (_slurped(raw='not json'), 'is not JSON'),
+    (_slurped(_record(instance_host='node3')), "instance.host 'node3' is not this host"),
+    (_slurped(_record(drains=[{'proxy': 'evil', 'site': 'www', 'backend': '10.0.0.12:8001'}])), "nginx host 'evil'"),
+    (_slurped(_record(unit_was_enabled='yes')), 'unit_was_enabled must be true or false'),
+    (_slurped(_record(), path='/tmp/opt_anqicms_www.json'), 'is not in /var/lib/opsguard/emergency_stop'),
+    (_slurped(_record(instance_directory='/opt/anqicms/other')), 'file name does not belong'),
+    ({'content': '!!!', 'source': RECORD_PATH}, 'not valid base64'),
+    ({'failed': True, 'msg': 'Permission denied', 'source': RECORD_PATH}, 'could not be read (Permission denied)'),
+])
+def test_carry_takes_nothing_from_a_record_that_does_not_add_up(slurped, words):
+    """A tampered record (another host, an nginx outside the group, ...) carries nothing, and says why."""
+    out = lifecycle.stop_record_carry(slurped, 'node2', ['node1'], False, [DRAIN])
+    assert (out['unit_was_enabled'], out['drains'], out['cron'], out['earlier']) == (False, [DRAIN], [], None)
+    assert out['problem'].startswith('node2: the earlier emergency_stop record ') and words in out['problem'], out['problem']
+
+
+def test_carry_shows_no_stopped_at_it_cannot_read_as_a_time():
+    out = lifecycle.stop_record_carry(_slurped(_record(stopped_at='\x1b[31m' + 'x' * 5000)), 'node2', ['node1'], False, [])
+    assert out['earlier'] == 'unknown' and out['unit_was_enabled'] is True
+
+
+@pytest.mark.parametrize('enabled, drains, words', [
+    ('yes', [], 'unit_enabled_now must be true or false'),
+    (None, [], 'unit_enabled_now must be true or false'),
+    (False, 'all', 'drains_now must be a list'),
+    (False, ['x'], 'drains_now must be a list'),
+])
+def test_carry_refuses_arguments_of_the_wrong_type(enabled, drains, words):
+    with pytest.raises(AnsibleFilterError, match=words):
+        lifecycle.stop_record_carry(None, 'node2', ['node1'], enabled, drains)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                    max_leaves=20))
+def test_carry_of_any_json_never_raises_and_never_forgets_the_current_state(value):
+    out = lifecycle.stop_record_carry(_slurped(raw=json.dumps(value)), 'node2', ['node1'], True, [DRAIN])
+    assert out['unit_was_enabled'] is True and out['drains'][0] == DRAIN
+    assert out['problem'] is None or out['problem'].startswith('node2: the earlier emergency_stop record ')
