@@ -35,6 +35,8 @@ RECORD_DIR = '/var/lib/opsguard/emergency_stop'
 SITE_RE = re.compile(r'^[A-Za-z0-9_.-]{1,128}$')
 BACKUP_ID_RE = re.compile(r'^[A-Za-z0-9_.:-]{1,128}$')
 LOCAL_NAMES = ('127.0.0.1', 'localhost', '[::1]')
+# The largest record the stop reads back (a record is a few hundred bytes); anything bigger is not ours.
+RECORD_MAX_BYTES = 1048576
 STOPPED_AT_RE = re.compile(r'^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$')
 
 
@@ -174,6 +176,8 @@ def parse_record(path: str, text: t.Any, host: str, proxy_hosts: t.Sequence[str]
         data = json.loads(text)
     except ValueError as exc:
         raise RecordError('it is not JSON (%s)' % exc) from None
+    except RecursionError:
+        raise RecordError('it is not JSON this module reads (nested too deeply)') from None
     if not isinstance(data, dict):
         raise RecordError('it is not a JSON object')
     inst = data.get('instance')
@@ -217,8 +221,8 @@ def parse_record(path: str, text: t.Any, host: str, proxy_hosts: t.Sequence[str]
         raise RecordError('drains must be a list')
     clean_drains = []
     for d in drains:
-        if not isinstance(d, dict) or set(d) != {'proxy', 'site', 'backend'}:
-            raise RecordError('drains entry %r is not {proxy, site, backend}' % (d,))
+        if not isinstance(d, dict) or set(d) != {'proxy', 'site', 'backend'} or not all(isinstance(v, str) for v in d.values()):
+            raise RecordError('drains entry %r is not {proxy, site, backend} of strings' % (d,))
         if d['proxy'] not in proxy_hosts:
             raise RecordError('drains entry names nginx host %r, which is not in the proxy group (%s)'
                               % (d['proxy'], ', '.join(proxy_hosts) or 'empty'))
@@ -289,45 +293,75 @@ def stop_records(slurped: t.Any, host: str, proxy_hosts: t.Any = None) -> dict[s
     return {'records': records, 'problems': problems}
 
 
-def stop_record_carry(slurped: t.Any, host: str, proxy_hosts: t.Any, unit_enabled_now: t.Any, drains_now: t.Any) -> dict[str, t.Any]:
+def stop_record_carry(slurped: t.Any, stat: t.Any, instance: t.Any, host: str, proxy_hosts: t.Any, unit_enabled_now: t.Any,
+                      drains_now: t.Any) -> dict[str, t.Any]:
     """What a new emergency_stop record keeps of the one already at its path, merged with what the stop finds now.
 
-    ``slurped`` is the slurp result of that path (skipped or empty when there is none). An earlier record that was never
-    undone (the instance was started again without recover) still says what to undo: a unit that was enabled before
-    the first stop (it is disabled now), drains, cron lines. A record that does not add up (parse_record) carries
-    nothing and is named in ``problem``. Returns ``unit_was_enabled``, ``drains``, ``cron``, ``earlier`` (when the
-    earlier record was stopped) and ``problem``.
+    ``stat`` and ``slurped`` are the stat and slurp results of that path (the slurp skipped when there is no file, or
+    when it is not a regular file of at most RECORD_MAX_BYTES). An earlier record that was never undone (the instance
+    was started again without recover) still says what to undo: a unit that was enabled before the first stop (it is
+    disabled now), drains, cron lines. It is carried only when it passes parse_record and names this very instance
+    (``instance``: name, directory, unit, port, address); else it carries nothing and ``problem`` says why. Returns
+    ``unit_was_enabled``, ``drains``, ``cron``, ``earlier`` (when the earlier stop was) and ``problem``.
     """
-    if isinstance(unit_enabled_now, bool):
-        enabled = unit_enabled_now
-    else:
+    if not isinstance(unit_enabled_now, bool):
         raise AnsibleFilterError('stop_record_carry: unit_enabled_now must be true or false, got %r' % (unit_enabled_now,))
     if not isinstance(drains_now, (list, tuple)) or not all(isinstance(d, Mapping) for d in drains_now):
         raise AnsibleFilterError('stop_record_carry: drains_now must be a list of drains, got %r' % (drains_now,))
-    drains = [dict(d) for d in drains_now]
-    out: dict[str, t.Any] = {'unit_was_enabled': enabled, 'drains': drains, 'cron': [], 'earlier': None, 'problem': None}
-    if not isinstance(slurped, Mapping) or slurped.get('skipped') or not (slurped.get('content') or slurped.get('failed')):
-        return out
-    proxies = tuple(str(p) for p in proxy_hosts) if isinstance(proxy_hosts, (list, tuple)) else ()
-    path = str(slurped.get('source') or '?')
+    if not isinstance(instance, Mapping):
+        raise AnsibleFilterError('stop_record_carry: instance must be a dict, got %r' % (instance,))
     try:
-        if slurped.get('failed') or not isinstance(slurped.get('content'), str):
-            raise RecordError('it could not be read (%s)' % (slurped.get('msg') or 'no content'))
+        current = {'name': instance.get('name'), 'directory': _clean_dir(instance.get('directory')), 'unit': instance.get('unit'),
+                   'port': _port(instance.get('port')), 'address': str(instance.get('address') or host)}
+    except ValueError as exc:
+        raise AnsibleFilterError('stop_record_carry: instance.%s' % exc) from None
+    drains = _unique([dict(d) for d in drains_now])
+    out: dict[str, t.Any] = {'unit_was_enabled': unit_enabled_now, 'drains': drains, 'cron': [], 'earlier': None, 'problem': None}
+    info = stat.get('stat') if isinstance(stat, Mapping) else None
+    if not (isinstance(info, Mapping) and info.get('exists')):
+        return out
+    path = str(info.get('path') or (slurped.get('source') if isinstance(slurped, Mapping) else None) or '?')
+    try:
+        size = info.get('size')
+        if not info.get('isreg') or not isinstance(size, int) or isinstance(size, bool) or size > RECORD_MAX_BYTES:
+            raise RecordError('it is not a regular file of at most %d bytes' % RECORD_MAX_BYTES)
+        if not isinstance(slurped, Mapping) or not isinstance(slurped.get('content'), str):
+            msg = slurped.get('msg') if isinstance(slurped, Mapping) else None
+            raise RecordError('it could not be read (%s)' % (msg or 'no content'))
         try:
             text = base64.b64decode(slurped['content'], validate=True).decode('utf-8')
         except (binascii.Error, ValueError, TypeError):
             raise RecordError('its content is not valid base64 of UTF-8 text') from None
-        earlier = parse_record(path, text, str(host), proxies)
+        earlier = parse_record(path, text, str(host), _hosts(proxy_hosts))
+        then = {key: earlier['instance'].get(key) for key in current}
+        if then != current:
+            raise RecordError('it is of another instance (%s; now %s)' % (_described(then), _described(current)))
     except RecordError as exc:
         out['problem'] = ('%s: the earlier emergency_stop record %s is replaced without carrying anything over: %s.'
                           % (host, path, exc))
         return out
-    out['unit_was_enabled'] = enabled or earlier['unit_was_enabled']
-    out['drains'] = drains + [d for d in earlier['drains'] if d not in drains]
+    out['unit_was_enabled'] = unit_enabled_now or earlier['unit_was_enabled']
+    out['drains'] = _unique(drains + earlier['drains'])
     out['cron'] = list(earlier['cron'])
     stopped_at = earlier.get('stopped_at')
     out['earlier'] = stopped_at if isinstance(stopped_at, str) and STOPPED_AT_RE.match(stopped_at) else 'unknown'
     return out
+
+
+def _unique(items: list[dict]) -> list[dict]:
+    out: list[dict] = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def _hosts(value: t.Any) -> tuple[str, ...]:
+    return tuple(str(p) for p in value) if isinstance(value, (list, tuple)) else ()
+
+
+def _described(inst: Mapping) -> str:
+    return ', '.join('%s %s' % (key, json.dumps(inst.get(key))) for key in ('name', 'directory', 'unit', 'port', 'address'))
 
 
 def unknown_instances(entries: t.Any, hosts: t.Any, hostvars: t.Any) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import pathlib
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -172,6 +173,8 @@ def test_an_unmanaged_record_is_read_back():
 @pytest.mark.parametrize('record, path, raw, words', [
     (None, None, 'not json', 'is not JSON'),
     (None, None, '[1, 2]', 'not a JSON object'),
+    (None, None, '[' * 100000 + ']' * 100000, 'nested too deeply'),
+    (_record(drains=[{'proxy': 'node1', 'site': 'www', 'backend': ['10.0.0.12:8001']}]), None, None, 'of strings'),
     (_record(instance='www'), None, None, 'instance is missing'),
     (_record(instance_unit='sshd.service'), None, None, "instance.unit 'sshd.service' is not the unit of instance www"),
     (_record(instance_name='../x'), None, None, 'is not an app_instances name'),
@@ -295,6 +298,7 @@ def test_unknown_instances(entries, hosts, expected):
 
 DRAIN = {'proxy': 'node1', 'site': 'www', 'backend': '10.0.0.12:8001'}
 RECORD_PATH = '/var/lib/opsguard/emergency_stop/opt_anqicms_www.json'
+STAT = {'stat': {'exists': True, 'isreg': True, 'size': 600, 'path': RECORD_PATH}}
 
 
 def _slurped(record=None, raw=None, path=RECORD_PATH):
@@ -302,9 +306,18 @@ def _slurped(record=None, raw=None, path=RECORD_PATH):
     return {'content': base64.b64encode(text.encode('utf-8')).decode('ascii'), 'source': path, 'encoding': 'base64'}
 
 
-@pytest.mark.parametrize('slurped', [None, {}, {'skipped': True, 'changed': False}, 'x', [1]])
-def test_carry_without_an_earlier_record_is_what_the_stop_finds_now(slurped):
-    out = lifecycle.stop_record_carry(slurped, 'node2', ['node1'], False, [DRAIN])
+def _carry(slurped, stat=None, instance=None, enabled=False, drains=(DRAIN,), proxies=('node1',)):
+    stat = STAT if stat is None else stat
+    return lifecycle.stop_record_carry(slurped, stat, INSTANCE if instance is None else instance, 'node2', list(proxies),
+                                       enabled, list(drains))
+
+
+@pytest.mark.parametrize('slurped, stat', [
+    (None, {}), ({}, {'skipped': True}), ({'skipped': True, 'changed': False}, {'stat': {'exists': False}}),
+    ('x', 'y'), ([1], None),
+])
+def test_carry_without_an_earlier_record_is_what_the_stop_finds_now(slurped, stat):
+    out = lifecycle.stop_record_carry(slurped, stat if stat is not None else {}, INSTANCE, 'node2', ['node1'], False, [DRAIN, DRAIN])
     assert out == {'unit_was_enabled': False, 'drains': [DRAIN], 'cron': [], 'earlier': None, 'problem': None}
 
 
@@ -313,48 +326,83 @@ def test_carry_keeps_what_an_earlier_record_still_has_to_undo():
     again: the new record must still say the unit was enabled, and keep the earlier drains and cron lines."""
     other = {'proxy': 'node3', 'site': 'www', 'backend': '10.0.0.12:8001'}
     cron = [{'type': 'cron', 'file': '/etc/cron.d/www', 'line_number': 1, 'line': '* * * * * /opt/anqicms/www/start.sh'}]
-    earlier = _record(unit_was_enabled=True, drains=[DRAIN, other], cron=cron)
-    out = lifecycle.stop_record_carry(_slurped(earlier), 'node2', ['node1', 'node3'], False, [DRAIN])
+    earlier = _record(unit_was_enabled=True, drains=[DRAIN, other, other], cron=cron)
+    out = _carry(_slurped(earlier), proxies=('node1', 'node3'))
     assert out['unit_was_enabled'] is True and out['drains'] == [DRAIN, other] and out['cron'] == cron
     assert out['earlier'] == '2026-01-01T00:00:00Z' and out['problem'] is None
 
 
 def test_carry_never_turns_an_enabled_unit_into_a_disabled_one():
-    out = lifecycle.stop_record_carry(_slurped(_record(unit_was_enabled=False)), 'node2', ['node1'], True, [DRAIN])
-    assert out['unit_was_enabled'] is True and out['drains'] == [DRAIN]
+    out = _carry(_slurped(_record(unit_was_enabled=False)), enabled=True)
+    assert out['unit_was_enabled'] is True and out['drains'] == [DRAIN] and out['problem'] is None
 
 
-@pytest.mark.parametrize('slurped, words', [
-    (_slurped(raw='not json'), 'is not JSON'),
-    (_slurped(_record(instance_host='node3')), "instance.host 'node3' is not this host"),
-    (_slurped(_record(drains=[{'proxy': 'evil', 'site': 'www', 'backend': '10.0.0.12:8001'}])), "nginx host 'evil'"),
-    (_slurped(_record(unit_was_enabled='yes')), 'unit_was_enabled must be true or false'),
-    (_slurped(_record(), path='/tmp/opt_anqicms_www.json'), 'is not in /var/lib/opsguard/emergency_stop'),
-    (_slurped(_record(instance_directory='/opt/anqicms/other')), 'file name does not belong'),
-    ({'content': '!!!', 'source': RECORD_PATH}, 'not valid base64'),
-    ({'failed': True, 'msg': 'Permission denied', 'source': RECORD_PATH}, 'could not be read (Permission denied)'),
+def _deep(depth):
+    return '[' * depth + ']' * depth
+
+
+@pytest.mark.parametrize('slurped, stat, words', [
+    (_slurped(raw='not json'), None, 'is not JSON'),
+    (_slurped(raw=''), None, 'is not JSON'),
+    (_slurped(raw=_deep(100000)), None, 'nested too deeply'),
+    (_slurped(_record(instance_host='node3')), None, "instance.host 'node3' is not this host"),
+    (_slurped(_record(drains=[{'proxy': 'evil', 'site': 'www', 'backend': '10.0.0.12:8001'}])), None, "nginx host 'evil'"),
+    (_slurped(_record(drains=[{'proxy': 'node1', 'site': 'www', 'backend': ['10.0.0.12:8001']}])), None, 'of strings'),
+    (_slurped(_record(drains=[{'proxy': 'node1', 'site': {'a': 1}, 'backend': '10.0.0.12:8001'}])), None, 'of strings'),
+    (_slurped(_record(unit_was_enabled='yes')), None, 'unit_was_enabled must be true or false'),
+    (_slurped(_record(), path='/tmp/opt_anqicms_www.json'), {'stat': {'exists': True, 'isreg': True, 'size': 10}},
+     'is not in /var/lib/opsguard/emergency_stop'),
+    (_slurped(_record(instance_directory='/opt/anqicms/other')), None, 'file name does not belong'),
+    ({'content': '!!!', 'source': RECORD_PATH}, None, 'not valid base64'),
+    ({'failed': False, 'msg': 'Permission denied', 'source': RECORD_PATH}, None, 'could not be read (Permission denied)'),
+    ({'skipped': True}, {'stat': {'exists': True, 'isreg': False, 'size': 0, 'path': RECORD_PATH}}, 'not a regular file'),
+    ({'skipped': True}, {'stat': {'exists': True, 'isreg': True, 'size': 1048577, 'path': RECORD_PATH}}, 'at most 1048576 bytes'),
+    # Another instance at the same path: a port or address that changed, another name and unit.
+    (_slurped(_record(instance_port=9000, drains=[{'proxy': 'node1', 'site': 'www', 'backend': '10.0.0.12:9000'}])), None,
+     'it is of another instance (name "www", directory "/opt/anqicms/www", unit "anqicms-www.service", port 9000'),
+    (_slurped(_record(instance_address='10.0.0.99', drains=[])), None, 'address "10.0.0.99"; now'),
+    (_slurped(_record(instance_name='shop', instance_unit='anqicms-shop.service')), None, 'name "shop"'),
 ])
-def test_carry_takes_nothing_from_a_record_that_does_not_add_up(slurped, words):
-    """A tampered record (another host, an nginx outside the group, ...) carries nothing, and says why."""
-    out = lifecycle.stop_record_carry(slurped, 'node2', ['node1'], False, [DRAIN])
+def test_carry_takes_nothing_from_a_record_that_does_not_add_up(slurped, stat, words):
+    """A tampered record or one of another instance carries nothing (so it can never lead recover to undrain or enable
+    something else, or make it refuse the new record), and says why."""
+    out = _carry(slurped, stat=stat)
     assert (out['unit_was_enabled'], out['drains'], out['cron'], out['earlier']) == (False, [DRAIN], [], None)
     assert out['problem'].startswith('node2: the earlier emergency_stop record ') and words in out['problem'], out['problem']
 
 
+def test_a_carried_record_is_one_recover_accepts():
+    """What the carry merges into the new record passes the checks recover makes (stop_records)."""
+    other = {'proxy': 'node3', 'site': 'www', 'backend': '10.0.0.12:8001'}
+    out = _carry(_slurped(_record(drains=[other])), proxies=('node1', 'node3'))
+    merged = _record(unit_was_enabled=out['unit_was_enabled'], drains=out['drains'], cron=out['cron'], outcome='pending')
+    read = stop_records(_slurp(merged), 'node2', ['node1', 'node3'])
+    assert read['problems'] == [] and read['records'][0]['drains'] == [DRAIN, other]
+
+
 def test_carry_shows_no_stopped_at_it_cannot_read_as_a_time():
-    out = lifecycle.stop_record_carry(_slurped(_record(stopped_at='\x1b[31m' + 'x' * 5000)), 'node2', ['node1'], False, [])
+    out = _carry(_slurped(_record(stopped_at='\x1b[31m' + 'x' * 5000)), drains=())
     assert out['earlier'] == 'unknown' and out['unit_was_enabled'] is True
 
 
-@pytest.mark.parametrize('enabled, drains, words', [
-    ('yes', [], 'unit_enabled_now must be true or false'),
-    (None, [], 'unit_enabled_now must be true or false'),
-    (False, 'all', 'drains_now must be a list'),
-    (False, ['x'], 'drains_now must be a list'),
+def test_the_stop_reads_no_record_bigger_than_the_carry_accepts():
+    """roles/app/tasks/stop.yml skips the slurp of a record over RECORD_MAX_BYTES; the two limits are one."""
+    stop = (pathlib.Path(__file__).resolve().parents[4] / 'roles' / 'app' / 'tasks' / 'stop.yml').read_text(encoding='utf-8')
+    assert '_app_life_earlier_stat.stat.size | default(0) <= %d' % lifecycle.RECORD_MAX_BYTES in stop
+
+
+@pytest.mark.parametrize('enabled, drains, instance, words', [
+    ('yes', [], INSTANCE, 'unit_enabled_now must be true or false'),
+    (None, [], INSTANCE, 'unit_enabled_now must be true or false'),
+    (False, 'all', INSTANCE, 'drains_now must be a list'),
+    (False, ['x'], INSTANCE, 'drains_now must be a list'),
+    (False, [], 'www', 'instance must be a dict'),
+    (False, [], dict(INSTANCE, directory='www'), 'instance.directory'),
+    (False, [], dict(INSTANCE, port='http'), 'instance.port'),
 ])
-def test_carry_refuses_arguments_of_the_wrong_type(enabled, drains, words):
+def test_carry_refuses_arguments_of_the_wrong_type(enabled, drains, instance, words):
     with pytest.raises(AnsibleFilterError, match=words):
-        lifecycle.stop_record_carry(None, 'node2', ['node1'], enabled, drains)
+        lifecycle.stop_record_carry(None, {}, instance, 'node2', ['node1'], enabled, drains)
 
 
 @settings(max_examples=200, deadline=None)
@@ -362,6 +410,22 @@ def test_carry_refuses_arguments_of_the_wrong_type(enabled, drains, words):
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
                     max_leaves=20))
 def test_carry_of_any_json_never_raises_and_never_forgets_the_current_state(value):
-    out = lifecycle.stop_record_carry(_slurped(raw=json.dumps(value)), 'node2', ['node1'], True, [DRAIN])
+    out = _carry(_slurped(raw=json.dumps(value)), enabled=True)
     assert out['unit_was_enabled'] is True and out['drains'][0] == DRAIN
+    assert out['problem'] is None or out['problem'].startswith('node2: the earlier emergency_stop record ')
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({
+    'instance': st.fixed_dictionaries({k: st.one_of(st.none(), st.integers(), st.text(max_size=30), st.lists(st.integers(), max_size=2))
+                                       for k in ('name', 'directory', 'port', 'unit', 'exe', 'host', 'address')}),
+    'drains': st.lists(st.dictionaries(st.sampled_from(['proxy', 'site', 'backend', 'x']),
+                                       st.one_of(st.text(max_size=20), st.integers(), st.lists(st.text(max_size=3), max_size=2)),
+                                       max_size=4), max_size=3),
+    'unit_was_enabled': st.one_of(st.booleans(), st.none(), st.text(max_size=3)),
+    'cron': st.one_of(st.lists(st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2), max_size=2), st.text(max_size=3)),
+}))
+def test_carry_of_record_shaped_input_never_raises(record):
+    out = _carry(_slurped(record))
+    assert out['drains'][0] == DRAIN and isinstance(out['unit_was_enabled'], bool)
     assert out['problem'] is None or out['problem'].startswith('node2: the earlier emergency_stop record ')
