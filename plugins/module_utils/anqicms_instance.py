@@ -27,6 +27,8 @@ def parse_site_mysql(text: str | None, default: dict, site_id: int) -> dict:
         data = json.loads(text)
     except ValueError as exc:
         raise BackupError('site %d: websites.mysql is not valid JSON (%s)' % (site_id, exc)) from None
+    except RecursionError:
+        raise BackupError('site %d: websites.mysql is not valid JSON (nested too deeply)' % site_id) from None
     if not isinstance(data, dict) or not data.get('database'):
         raise BackupError('site %d: websites.mysql names no database' % site_id)
     _config_strings(data, 'websites.mysql of site %d' % site_id)

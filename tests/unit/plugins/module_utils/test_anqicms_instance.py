@@ -55,6 +55,8 @@ def test_sites_from_websites_rows():
     assert sites[1]['conn']['user'] == 'u' and sites[2]['conn']['user'] == 'x' and sites[2]['conn']['port'] == 1
     with pytest.raises(BackupError, match='site 4: websites.mysql is not valid JSON'):
         parse_site_mysql('{', default, 4)
+    with pytest.raises(BackupError, match=r'site 5: websites.mysql is not valid JSON \(nested too deeply\)'):
+        parse_site_mysql('[' * 100000 + ']' * 100000, default, 5)
 
 
 def test_login_user_never_inherits_the_configured_password():
