@@ -245,6 +245,8 @@ def parse_record(path: str, text: t.Any, host: str, proxy_hosts: t.Sequence[str]
         'drains': clean_drains,
         'cron': cron,
         'backup_id': backup_id,
+        # Shown to people: a time as emergency_stop writes it, or nothing.
+        'stopped_at': data['stopped_at'] if isinstance(data.get('stopped_at'), str) and STOPPED_AT_RE.match(data['stopped_at']) else None,
         'record_path': path,
         'key': '%s:%s' % (host, name),
     })
@@ -343,8 +345,7 @@ def stop_record_carry(slurped: t.Any, stat: t.Any, instance: t.Any, host: str, p
     out['unit_was_enabled'] = unit_enabled_now or earlier['unit_was_enabled']
     out['drains'] = _unique(drains + earlier['drains'])
     out['cron'] = list(earlier['cron'])
-    stopped_at = earlier.get('stopped_at')
-    out['earlier'] = stopped_at if isinstance(stopped_at, str) and STOPPED_AT_RE.match(stopped_at) else 'unknown'
+    out['earlier'] = earlier['stopped_at'] or 'unknown'
     return out
 
 

@@ -221,6 +221,7 @@ def test_a_host_lost_after_its_stop_leaves_a_record_recover_starts_from(single_h
 
     run = playbook(single, inv, 'recover', {}, tmp)
     assert run.rc == 0, run.out[-3000:]
+    assert 'node1:www has a record its emergency_stop never completed (outcome pending' in run.out, run.out[-3000:]
     after = unit_state(single, 'node1')
     assert after[:2] == ('active', 'enabled') and after[2] != before[2] and drained(single) == [], after
     assert pending_record(single) is None

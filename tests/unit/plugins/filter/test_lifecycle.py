@@ -153,6 +153,14 @@ def test_a_good_record_is_read_back():
     assert record['drains'] == [{'proxy': 'node1', 'site': 'www', 'backend': '10.0.0.12:8001'}]
 
 
+@pytest.mark.parametrize('stopped_at, shown', [
+    ('2026-11-30T07:45:10Z', '2026-11-30T07:45:10Z'), ('\x1b[2J\x1b[31mforged', None), (12, None), ('2026-11-30 07:45', None),
+])
+def test_a_record_shows_only_a_stop_time_emergency_stop_could_have_written(stopped_at, shown):
+    [record] = stop_records(_slurp(_record(stopped_at=stopped_at)), 'node2', ['node1'])['records']
+    assert record['stopped_at'] == shown
+
+
 def test_a_pending_record_is_read_back():
     """What the stop entry point writes before the drain (app_stop_record_path): recover undoes it like a complete one."""
     out = stop_records(_slurp(_record(outcome='pending')), 'node2', ['node1'])
