@@ -15,6 +15,7 @@ import time
 import pytest
 
 from ansible_collections.opsguard.anqicms.plugins.module_utils import procfs
+from ansible_collections.opsguard.anqicms.tests.utils.wait import poll
 from ansible_collections.opsguard.anqicms.tests.unit.plugins.module_utils.process_helpers import (
     SLEEP,
     read_fixture,
@@ -210,6 +211,16 @@ def test_process_rows_see_a_real_child_with_its_memory():
             child.communicate('', timeout=30)
 
 
+def _settled(pid: int) -> bool:
+    """True when the process sleeps and its RSS did not change over 100 ms."""
+    def sample() -> tuple[str, str]:
+        with open('/proc/%d/stat' % pid, encoding='ascii') as stat, open('/proc/%d/statm' % pid, encoding='ascii') as statm:
+            return stat.read().rsplit(')', 1)[1].split()[0], statm.read().split()[1]
+    first = sample()
+    time.sleep(0.1)
+    return first[0] == 'S' and sample() == first
+
+
 def test_process_rows_agree_with_psutil():
     """The reader gives what psutil gave memory_facts: same processes, names, executables, parents, arguments and RSS."""
     psutil = pytest.importorskip('psutil')  # a test requirement only (tests/unit/requirements.txt), never a module's
@@ -217,6 +228,9 @@ def test_process_rows_agree_with_psutil():
     with subprocess.Popen([sys.executable, '-c', code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
         try:
             assert child.stdout is not None and child.stdout.readline() == 'ready\n'
+            # After "ready" the child still touches a page or two on its way into read() (seen once in CI: 4096 bytes
+            # between our pass and psutil's): wait until it sleeps in read() with the same RSS twice in a row.
+            assert poll(lambda: _settled(child.pid), 10, 0.05), 'the child never settled into read()'
             before = {p['pid']: p for p in procfs.process_rows()}
             theirs = {}
             for proc in psutil.process_iter(['pid', 'ppid', 'name', 'exe', 'memory_info', 'cmdline'], ad_value=None):
