@@ -261,13 +261,21 @@ def stop_record_path(directory: t.Any) -> str:
         raise AnsibleFilterError('stop_record_path: %s' % exc) from None
 
 
+def _slurped_text(result: Mapping) -> str:
+    """The text of one slurp result; RecordError when it was not read or is not base64 of UTF-8."""
+    if result.get('failed') or 'content' not in result:
+        raise RecordError('it could not be read (%s)' % (result.get('msg') or 'no content'))
+    try:
+        return base64.b64decode(result['content'], validate=True).decode('utf-8')
+    except (binascii.Error, ValueError, TypeError):
+        raise RecordError('its content is not valid base64 of UTF-8 text') from None
+
+
 def stop_records(slurped: t.Any, host: str, proxy_hosts: t.Any = None) -> dict[str, list]:
     """Parse what recover read back with slurp: ``{'records': [...], 'problems': [sentence, ...]}``."""
     if isinstance(slurped, Mapping):
         slurped = slurped.get('results', [])
-    if proxy_hosts in (None, ''):
-        proxy_hosts = []
-    proxies = tuple(str(p) for p in proxy_hosts) if isinstance(proxy_hosts, (list, tuple)) else ()
+    proxies = _hosts(proxy_hosts)
     records: list[dict] = []
     problems: list[str] = []
     seen: dict[str, str] = {}
@@ -278,13 +286,7 @@ def stop_records(slurped: t.Any, host: str, proxy_hosts: t.Any = None) -> dict[s
                 raise RecordError('the slurp result is not a dict')
             item = result.get('item') or {}
             path = str(item.get('path') if isinstance(item, Mapping) else item or result.get('source') or '?')
-            if result.get('failed') or 'content' not in result:
-                raise RecordError('it could not be read (%s)' % (result.get('msg') or 'no content'))
-            try:
-                text = base64.b64decode(result['content'], validate=True).decode('utf-8')
-            except (binascii.Error, ValueError, TypeError):
-                raise RecordError('its content is not valid base64 of UTF-8 text') from None
-            record = parse_record(path, text, host, proxies)
+            record = parse_record(path, _slurped_text(result), host, proxies)
             if record['key'] in seen:
                 raise RecordError('instance %s is also recorded in %s' % (record['instance']['name'], seen[record['key']]))
             seen[record['key']] = path
@@ -327,14 +329,7 @@ def stop_record_carry(slurped: t.Any, stat: t.Any, instance: t.Any, host: str, p
         size = info.get('size')
         if not info.get('isreg') or not isinstance(size, int) or isinstance(size, bool) or size > RECORD_MAX_BYTES:
             raise RecordError('it is not a regular file of at most %d bytes' % RECORD_MAX_BYTES)
-        if not isinstance(slurped, Mapping) or not isinstance(slurped.get('content'), str):
-            msg = slurped.get('msg') if isinstance(slurped, Mapping) else None
-            raise RecordError('it could not be read (%s)' % (msg or 'no content'))
-        try:
-            text = base64.b64decode(slurped['content'], validate=True).decode('utf-8')
-        except (binascii.Error, ValueError, TypeError):
-            raise RecordError('its content is not valid base64 of UTF-8 text') from None
-        earlier = parse_record(path, text, str(host), _hosts(proxy_hosts))
+        earlier = parse_record(path, _slurped_text(slurped if isinstance(slurped, Mapping) else {}), str(host), _hosts(proxy_hosts))
         then = {key: earlier['instance'].get(key) for key in current}
         if then != current:
             raise RecordError('it is of another instance (%s; now %s)' % (_described(then), _described(current)))

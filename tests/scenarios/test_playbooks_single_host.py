@@ -26,7 +26,7 @@ import pytest
 
 import fleet
 import standin
-from fleet_playbooks import REPO, drained, playbook, unit_state
+from fleet_playbooks import REPO, Run, drained, playbook, unit_state
 from ansible_collections.opsguard.anqicms.tests.utils.lab import running_fleet
 from ansible_collections.opsguard.anqicms.tests.utils.wait import poll
 from ansible_collections.opsguard.anqicms.tests.utils.webhook_receiver import Receiver
@@ -177,16 +177,7 @@ def test_no_stop_while_nginx_may_still_send_requests(single_host, tmp):
     say so; the backend's drain mark stays, and the record written before the drain lets recover undrain it without
     touching the running instance."""
     single, inv = single_host
-    before = unit_state(single, 'node1')
-    assert before[:2] == ('active', 'enabled') and drained(single) == [], before
-    lose = {'host': single.host('node1').address, 'match': ["module_fqn='ansible.modules.systemd_service'", 'reloaded']}
-    run = playbook(single, inv, 'emergency_stop', {'opsguard_stop_instances': ['node1:www'], 'opsguard_min_healthy': 0},
-                   tmp, lose=lose)
-    lost = (tmp / 'lossy_ssh.log').read_text(encoding='utf-8').splitlines() if (tmp / 'lossy_ssh.log').exists() else []
-    assert len(lost) == 1, f'the reload was not the one module run lost: {lost}\n' + run.out[-3000:]
-    assert run.rc != 0, run.out[-3000:]
-    [failed] = run.report('emergency_stop.json')['stopped']
-    assert failed['outcome'] == 'failed', failed
+    before, run, failed = stop_www_losing(single, inv, tmp, 'the reload', 'reloaded')
     assert failed['error'].startswith("failed at task 'Drain | the proxy answered the mark, the reload and the wait'"), failed
     assert 'the proxy did not answer while draining www@127.0.0.1:8001 (nginx may still send it requests)' in failed['error'], failed
     assert unit_state(single, 'node1') == before, 'the instance was stopped although nginx was never told'
@@ -204,16 +195,7 @@ def test_a_host_lost_after_its_stop_leaves_a_record_recover_starts_from(single_h
     fails for node1 with the instance stopped. The record written before the drain is on the host, so recover starts
     the instance again, keeps its unit enabled and puts it back into rotation."""
     single, inv = single_host
-    before = unit_state(single, 'node1')
-    assert before[:2] == ('active', 'enabled') and drained(single) == [], before
-    lose = {'host': single.host('node1').address, 'match': ["module_fqn='ansible.modules.systemd_service'", 'anqicms-www.service']}
-    run = playbook(single, inv, 'emergency_stop', {'opsguard_stop_instances': ['node1:www'], 'opsguard_min_healthy': 0},
-                   tmp, lose=lose)
-    lost = (tmp / 'lossy_ssh.log').read_text(encoding='utf-8').splitlines() if (tmp / 'lossy_ssh.log').exists() else []
-    assert len(lost) == 1, f'the disable was not the one module run lost: {lost}\n' + run.out[-3000:]
-    assert run.rc != 0, run.out[-3000:]
-    [failed] = run.report('emergency_stop.json')['stopped']
-    assert failed['outcome'] == 'failed', failed
+    before, dummy, failed = stop_www_losing(single, inv, tmp, 'the disable', 'anqicms-www.service')
     assert failed['error'].startswith("failed at task 'Stop | the host answered the disable: www'"), failed
     assert 'became unreachable while keeping www disabled (it is stopped)' in failed['error'], failed
     assert unit_state(single, 'node1')[:2] == ('inactive', 'enabled') and drained(single) == ['www@127.0.0.1:8001']
@@ -227,6 +209,23 @@ def test_a_host_lost_after_its_stop_leaves_a_record_recover_starts_from(single_h
     assert pending_record(single) is None
     via_nginx = single.exec('node1', "curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Host: www.demo.test' http://127.0.0.1/")
     assert via_nginx.stdout.strip() == '200', via_nginx.stdout
+
+
+def stop_www_losing(single: fleet.Fleet, inv: str, tmp: pathlib.Path, what: str, match: str) -> tuple[tuple[str, str, str], Run, dict]:
+    """emergency_stop of node1:www (serving, enabled, not drained) while node1 does not answer the one systemd_service
+    module run whose arguments hold ``match`` (tests/lab/lossy_ssh.py): (www's unit state before, the run, its failed
+    report entry)."""
+    before = unit_state(single, 'node1')
+    assert before[:2] == ('active', 'enabled') and drained(single) == [], before
+    lose = {'host': single.host('node1').address, 'match': ["module_fqn='ansible.modules.systemd_service'", match]}
+    run = playbook(single, inv, 'emergency_stop', {'opsguard_stop_instances': ['node1:www'], 'opsguard_min_healthy': 0},
+                   tmp, lose=lose)
+    lost = (tmp / 'lossy_ssh.log').read_text(encoding='utf-8').splitlines() if (tmp / 'lossy_ssh.log').exists() else []
+    assert len(lost) == 1, f'{what} was not the one module run lost: {lost}\n' + run.out[-3000:]
+    assert run.rc != 0, run.out[-3000:]
+    [failed] = run.report('emergency_stop.json')['stopped']
+    assert failed['outcome'] == 'failed', failed
+    return before, run, failed
 
 
 def pending_record(single: fleet.Fleet) -> tuple[str, bool, list[dict]] | None:
